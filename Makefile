@@ -1,0 +1,30 @@
+# Thin wrapper over CMake/CTest. See README.md.
+BUILD     ?= build
+JOBS      ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: all deps configure test sanitize fuzz clean
+
+all: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+deps:
+	@scripts/install-deps.sh
+
+configure:
+	@[ -f $(BUILD)/CMakeCache.txt ] || cmake -S . -B $(BUILD) $(CMAKE_ARGS)
+
+test: deps all
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+sanitize: deps
+	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DSDXL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+# libFuzzer binaries (clang). Run one with scripts/fuzz.sh NAME SECONDS.
+fuzz: deps
+	@[ -f build-fuzz/CMakeCache.txt ] || CC=clang cmake -S . -B build-fuzz -DSDXL_FUZZ=ON
+	cmake --build build-fuzz -j $(JOBS)
+
+clean:
+	rm -rf build build-asan build-fuzz

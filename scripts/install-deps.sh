@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build and the tests need, only if missing.
+# Called by `make deps` (and so by `make test` and `make demo`) and by the Dockerfile.
+set -euo pipefail
+pkgs=(
+  build-essential cmake pkg-config clang
+  libcurl4-openssl-dev libmicrohttpd-dev libcjson-dev libcmocka-dev
+  libopenblas-openmp-dev libssl-dev libpng-dev libjpeg62-turbo-dev libwebp-dev
+  libomp-dev
+)
+[ "${1:-}" = "--list" ] && { printf '%s\n' "${pkgs[@]}"; exit 0; }
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,21 @@
+/* sdxl-worker entry point: dispatches subcommands; with none, runs the
+ * RunPod serverless runtime with the SDXL handler. */
+#include <stdio.h>
+#include <string.h>
+
+static int usage(FILE *out)
+{
+    fprintf(out,
+        "usage: sdxl-worker [job.json] [--test_input JSON] [--rp_serve_api]\n"
+        "                   [--rp_api_host H] [--rp_api_port P] [--rp_log_level L]\n"
+        "       sdxl-worker help\n");
+    return out == stdout ? 0 : 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+        return usage(stdout);
+    fprintf(stderr, "sdxl-worker: the SDXL job handler is not built yet (see README, Status)\n");
+    return 2;
+}

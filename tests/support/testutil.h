@@ -1,0 +1,19 @@
+/* Small helpers shared by the cmocka test programs: temp dirs, files,
+ * paths of the built binary and of test data. */
+#ifndef SDXL_TESTUTIL_H
+#define SDXL_TESTUTIL_H
+
+#include <stddef.h>
+
+/* A fresh directory under $TMPDIR (or /tmp); caller frees the path. */
+char *tu_mkdtemp(const char *prefix);
+/* Removes a directory tree (best effort). */
+void tu_rm_rf(const char *path);
+/* Reads a whole file; returns malloc'd bytes (NUL-terminated) or NULL. */
+char *tu_read_file(const char *path, size_t *len);
+/* Writes bytes to a file; 0 on success. */
+int tu_write_file(const char *path, const void *data, size_t len);
+/* Path of the built sdxl-worker binary (from $SDXL_WORKER_BIN). */
+const char *tu_worker_bin(void);
+
+#endif
