@@ -8,6 +8,7 @@
 #define SDXL_RUNPOD_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum {
@@ -21,13 +22,25 @@ typedef enum {
 
 /* Case-insensitive NOTSET/TRACE/DEBUG/INFO/WARN/WARNING/ERROR. 0 on success. */
 int rp_log_parse_level(const char *name, rp_log_level *out);
+/* "NOTSET" ... "ERROR" (WARN is printed as "WARN", like the SDK). */
+const char *rp_log_level_name(rp_log_level level);
+/* The --rp_log_level threshold: wins over the environment whether it is set
+ * before or after rp_log_init_from_env. NOTSET prints nothing. */
 void rp_log_set_level(rp_log_level level);
 rp_log_level rp_log_get_level(void);
-/* Reads RUNPOD_LOG_LEVEL, else RUNPOD_DEBUG_LEVEL (default DEBUG), the JSON
- * switch RUNPOD_ENDPOINT_ID, and registers RUNPOD_AI_API_KEY,
- * CIVITAI_API_KEY and BUCKET_SECRET_ACCESS_KEY/ACCESS_KEY_ID as secrets. */
+/* Reads RUNPOD_LOG_LEVEL, else RUNPOD_DEBUG_LEVEL (default DEBUG; an invalid
+ * name logs a warning and keeps DEBUG), the JSON switch RUNPOD_ENDPOINT_ID
+ * (non-empty), and registers RUNPOD_AI_API_KEY, CIVITAI_API_KEY and
+ * BUCKET_SECRET_ACCESS_KEY/ACCESS_KEY_ID as secrets. */
 void rp_log_init_from_env(void);
-/* Registers a value that must never be printed; it is masked in every line. */
+/* JSON lines on/off (normally decided by rp_log_init_from_env). */
+void rp_log_set_json(bool on);
+/* Back to the defaults (DEBUG, plain, no secrets, no flag level); for tests. */
+void rp_log_reset(void);
+/* Registers a value that must never be printed; it is masked in every line
+ * (and in the job id). Values shorter than 4 bytes are ignored, since they
+ * would mask ordinary words. The mask is "****", or first char + "****" +
+ * last char for secrets of 12 bytes or more; it never lengthens the text. */
 void rp_log_add_secret(const char *value);
 /* Masks every registered secret inside buf in place (for error texts that
  * leave the process by another way than the log). */
@@ -36,6 +49,8 @@ void rp_log_redact(char *buf);
 void rp_log(rp_log_level level, const char *job_id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void rp_vlog(rp_log_level level, const char *job_id, const char *fmt, va_list ap);
+/* The SDK's log.secret(name, value): INFO "name: <mask>" (mask as above). */
+void rp_log_secret(const char *name, const char *value);
 
 #define rp_trace(...) rp_log(RP_LOG_TRACE, NULL, __VA_ARGS__)
 #define rp_debug(...) rp_log(RP_LOG_DEBUG, NULL, __VA_ARGS__)
