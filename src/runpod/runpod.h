@@ -30,20 +30,34 @@ bool rp_job_cancelled(const rp_job *job);
  * runtime takes ownership of `progress`. */
 void rp_job_progress(rp_job *job, cJSON *progress);
 
-/* For generator-style handlers (rp_config.generator): posts one stream chunk
- * {"output": value}; takes ownership of `value`. */
-void rp_job_yield(rp_job *job, cJSON *value);
+/* For generator-style handlers (rp_config.generator): the C counterpart of
+ * one `yield value`. Posts the stream chunk {"output": value} (spec §5.3) and,
+ * with return_aggregate_stream, keeps it for the final output. Takes
+ * ownership of `value`. A value that is an object with a truthy "error" ends
+ * the stream: the job fails with that error. Returns false once the stream
+ * has ended (error chunk, or the job was cancelled); the handler then stops
+ * yielding and returns. */
+bool rp_job_yield(rp_job *job, cJSON *value);
 
 /* The C stand-in for a Python exception: the handler calls this and returns
- * NULL; the runtime posts the six-key exception report of spec §5.2 with
- * error_type "<class 'TYPE'>" and error_message from fmt. */
-void rp_job_raise(rp_job *job, const char *type, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+ * (its return value is then ignored and freed). The runtime posts the six-key
+ * exception report of spec §5.2 with error_type "<class 'TYPE'>",
+ * error_message from fmt and a one-frame traceback naming the raising call
+ * site. In a generator handler the job fails with
+ * "handler: <message> \ntraceback: <traceback>" as the SDK does. */
+void rp_job_raise_at(rp_job *job, const char *file, int line, const char *func,
+                     const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+#define rp_job_raise(job, type, ...) \
+    rp_job_raise_at((job), __FILE__, __LINE__, __func__, (type), __VA_ARGS__)
 
 /* Handler: returns the result JSON (ownership passes to the runtime) or NULL.
- * NULL after rp_job_raise() is an exception; NULL otherwise means the handler
- * returned nothing ({"output": null}). A returned object with "error" and/or
- * "refresh_worker" keys is unpacked as the SDK unpacks a dict. */
+ * After rp_job_raise() the return value is ignored (an exception); NULL
+ * otherwise means the handler returned nothing ({"output": null}). A returned
+ * object with "error" and/or "refresh_worker" keys is unpacked as the SDK
+ * unpacks a dict (a non-string "error" is posted as its JSON text). A
+ * generator handler yields with rp_job_yield() and returns NULL. Handlers may
+ * run on several threads at once when concurrency > 1. */
 typedef cJSON *(*rp_handler_fn)(rp_job *job, void *ctx);
 
 typedef struct {
@@ -57,7 +71,9 @@ typedef struct {
 
 /* Parses the SDK's flags from argv (unknown ones are left alone), picks the
  * mode and runs it until done or until SIGTERM/SIGINT. Returns the process
- * exit code (0, or 1 as the SDK exits in local test on failure). */
+ * exit code: 0; 1 as the SDK exits in local test on failure (and on a fatal
+ * start-up error such as a port that cannot be bound); 2 on a malformed flag
+ * (as argparse). */
 int rp_serverless_start(const rp_config *config, int argc, char **argv);
 
 #endif
