@@ -1,0 +1,128 @@
+/* Job-take response and local job parsing (see take.h). */
+#include "runpod/take.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+cJSON *rp_json_parse_exact(const char *text, size_t len)
+{
+    if (!text || !len) return NULL;
+    const char *end = NULL;
+    cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!v) return NULL;
+    for (const char *p = end; p && p < text + len; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(v);
+            return NULL;
+        }
+    }
+    return v;
+}
+
+static bool id_is_safe(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > RP_JOB_ID_MAX) return false;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        if (*p < 0x20 || *p == 0x7f) return false;
+    return true;
+}
+
+bool rp_job_object_valid(const cJSON *job)
+{
+    if (!cJSON_IsObject(job)) return false;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(job, "id");
+    if (!cJSON_IsString(id) || !id_is_safe(id->valuestring)) return false;
+    return cJSON_GetObjectItemCaseSensitive(job, "input") != NULL;
+}
+
+static void set_kind(rp_take_result *out, rp_take_kind kind, const char *msg)
+{
+    out->kind = kind;
+    snprintf(out->message, sizeof out->message, "%s", msg);
+}
+
+/* A JSON array: a batch; invalid elements are dropped. */
+static void take_batch(cJSON *arr, rp_take_result *out)
+{
+    cJSON *jobs = cJSON_CreateArray();
+    while (arr->child) {
+        cJSON *item = cJSON_DetachItemViaPointer(arr, arr->child);
+        if (rp_job_object_valid(item)) cJSON_AddItemToArray(jobs, item);
+        else { cJSON_Delete(item); out->dropped++; }
+    }
+    cJSON_Delete(arr);
+    if (jobs->child) {
+        out->jobs = jobs;
+        set_kind(out, RP_TAKE_JOBS, "batch");
+    } else {
+        cJSON_Delete(jobs);
+        if (out->dropped) set_kind(out, RP_TAKE_INVALID, "Job has missing field(s): id or input.");
+        else set_kind(out, RP_TAKE_NONE, "empty batch");
+    }
+}
+
+void rp_parse_take_response(long status, const char *content_type, const char *body,
+                            size_t len, rp_take_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (status == 204) return set_kind(out, RP_TAKE_NONE, "Received 204 status, no jobs.");
+    if (status == 400) return set_kind(out, RP_TAKE_NONE, "Received 400 status, expected when FlashBoot is enabled.");
+    if (status == 429) return set_kind(out, RP_TAKE_RATE_LIMITED, "Too many requests.");
+    if (status < 200 || status > 299) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "HTTP status %ld", status);
+        return set_kind(out, RP_TAKE_HTTP_ERROR, msg);
+    }
+    if (!content_type || strcmp(content_type, "application/json"))
+        return set_kind(out, RP_TAKE_INVALID, "Unexpected content type.");
+    if (len == 0) return set_kind(out, RP_TAKE_NONE, "No content to parse.");
+    cJSON *v = rp_json_parse_exact(body, len);
+    if (!v) return set_kind(out, RP_TAKE_INVALID, "Response content is not valid JSON.");
+    if (cJSON_IsArray(v)) return take_batch(v, out);
+    if (cJSON_IsObject(v)) {
+        if (!rp_job_object_valid(v)) {
+            cJSON_Delete(v);
+            return set_kind(out, RP_TAKE_INVALID, "Job has missing field(s): id or input.");
+        }
+        out->jobs = cJSON_CreateArray();
+        cJSON_AddItemToArray(out->jobs, v);
+        return set_kind(out, RP_TAKE_JOBS, "job");
+    }
+    bool is_null = cJSON_IsNull(v);
+    cJSON_Delete(v);
+    if (is_null) return set_kind(out, RP_TAKE_NONE, "null job.");
+    set_kind(out, RP_TAKE_INVALID, "Response is neither a job nor a list of jobs.");
+}
+
+void rp_take_result_free(rp_take_result *r)
+{
+    cJSON_Delete(r->jobs);
+    r->jobs = NULL;
+}
+
+rp_local_status rp_parse_local_job(const char *text, size_t len, cJSON **job)
+{
+    *job = NULL;
+    cJSON *v = rp_json_parse_exact(text, len);
+    if (!cJSON_IsObject(v)) {
+        cJSON_Delete(v);
+        return RP_LOCAL_BAD_JSON;
+    }
+    const cJSON *input = cJSON_GetObjectItemCaseSensitive(v, "input");
+    if (!input || cJSON_IsNull(input)) {
+        cJSON_Delete(v);
+        return RP_LOCAL_NO_INPUT;
+    }
+    cJSON *id = cJSON_GetObjectItemCaseSensitive(v, "id");
+    if (!id) {
+        cJSON_AddStringToObject(v, "id", "local_test");
+    } else if (!cJSON_IsString(id)) {
+        char *text_id = cJSON_PrintUnformatted(id);
+        cJSON_ReplaceItemInObjectCaseSensitive(v, "id", cJSON_CreateString(text_id ? text_id : "local_test"));
+        free(text_id);
+    }
+    *job = v;
+    return RP_LOCAL_OK;
+}
