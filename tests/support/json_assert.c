@@ -1,0 +1,28 @@
+/* JSON comparison helpers for tests (see json_assert.h). */
+#include "json_assert.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+bool ja_equal(const cJSON *got, const char *want)
+{
+    cJSON *w = cJSON_Parse(want);
+    bool ok = w && got && cJSON_Compare(got, w, true);
+    if (!ok) {
+        char *g = got ? cJSON_PrintUnformatted(got) : NULL;
+        fprintf(stderr, "JSON mismatch:\n  got:  %s\n  want: %s%s\n", g ? g : "(null)", want,
+                w ? "" : " (unparsable)");
+        free(g);
+    }
+    cJSON_Delete(w);
+    return ok;
+}
+
+bool ja_text_equal(const char *got, const char *want)
+{
+    cJSON *g = got ? cJSON_Parse(got) : NULL;
+    bool ok = g && ja_equal(g, want);
+    if (!g) fprintf(stderr, "not JSON: %s\n", got ? got : "(null)");
+    cJSON_Delete(g);
+    return ok;
+}

@@ -1,0 +1,18 @@
+/* JSON equality for cmocka tests: compares a cJSON value with the JSON text
+ * it should equal (objects compared key by key, any order), printing both
+ * on a mismatch. */
+#ifndef SDXL_JSON_ASSERT_H
+#define SDXL_JSON_ASSERT_H
+
+#include <stdbool.h>
+#include <cjson/cJSON.h>
+
+/* True when got equals the JSON in want; prints both otherwise. */
+bool ja_equal(const cJSON *got, const char *want);
+/* Same for JSON text (NULL counts as a mismatch). */
+bool ja_text_equal(const char *got, const char *want);
+
+#define assert_json(got, want) assert_true(ja_equal((got), (want)))
+#define assert_json_text(got, want) assert_true(ja_text_equal((got), (want)))
+
+#endif
