@@ -331,23 +331,47 @@ static char *format_message(const char *fmt, va_list ap, size_t *len)
     return buf;
 }
 
-void rp_vlog(rp_log_level level, const char *job_id, const char *fmt, va_list ap)
+/* Masks secrets in msg (in place) and in the job id, then builds the line.
+ * Caller holds the lock. Returns the line (caller frees) or NULL. */
+static char *build_line_locked(rp_log_level level, const char *job_id, char *msg, size_t len, size_t *line_len)
 {
-    if (!level_enabled(level) || !fmt) return;
-    size_t len;
-    char *msg = format_message(fmt, ap, &len);
-    if (!msg) return;
     char *id = job_id ? strdup(job_id) : NULL;
     strbuf line = {0};
-    pthread_mutex_lock(&lock);
     len = redact_locked(msg, len);
     if (id) id[redact_locked(id, strlen(id))] = '\0';
     if (json_lines) build_json_line(&line, level, id, msg, len);
     else build_plain_line(&line, level, id, msg, len);
-    if (!line.failed) write_all(STDERR_FILENO, line.data, line.len);
-    pthread_mutex_unlock(&lock);
-    free(line.data);
     free(id);
+    if (line.failed) { free(line.data); return NULL; }
+    *line_len = line.len;
+    return line.data;
+}
+
+char *rp_log_format_line(rp_log_level level, const char *job_id, const char *message, size_t *len)
+{
+    size_t n = strlen(message), line_len = 0;
+    char *msg = malloc(n + 1);
+    if (!msg) return NULL;
+    memcpy(msg, message, n + 1);
+    pthread_mutex_lock(&lock);
+    char *line = build_line_locked(level, job_id, msg, n, &line_len);
+    pthread_mutex_unlock(&lock);
+    free(msg);
+    if (len) *len = line_len;
+    return line;
+}
+
+void rp_vlog(rp_log_level level, const char *job_id, const char *fmt, va_list ap)
+{
+    if (!level_enabled(level) || !fmt) return;
+    size_t len, line_len;
+    char *msg = format_message(fmt, ap, &len);
+    if (!msg) return;
+    pthread_mutex_lock(&lock); /* held across the write: lines never interleave */
+    char *line = build_line_locked(level, job_id, msg, len, &line_len);
+    if (line) write_all(STDERR_FILENO, line, line_len);
+    pthread_mutex_unlock(&lock);
+    free(line);
     free(msg);
 }
 
@@ -362,8 +386,6 @@ void rp_log(rp_log_level level, const char *job_id, const char *fmt, ...)
 void rp_log_secret(const char *name, const char *value)
 {
     char mask[7];
-    size_t n = value && strlen(value) >= MIN_SECRET_LEN ? mask_of(value, strlen(value), mask) : 4;
-    if (n == 4) memcpy(mask, "****", 4);
-    mask[n] = '\0';
+    mask[mask_of(value ? value : "", value ? strlen(value) : 0, mask)] = '\0';
     rp_log(RP_LOG_INFO, NULL, "%s: %s", name ? name : "secret", mask);
 }

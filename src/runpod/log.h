@@ -49,6 +49,10 @@ void rp_log_redact(char *buf);
 void rp_log(rp_log_level level, const char *job_id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void rp_vlog(rp_log_level level, const char *job_id, const char *fmt, va_list ap);
+/* The line rp_log would write for message (secrets masked, long messages
+ * cut, plain or JSON as configured, '\n' included), whatever the threshold.
+ * Caller frees; *len gets its length. NULL when out of memory. */
+char *rp_log_format_line(rp_log_level level, const char *job_id, const char *message, size_t *len);
 /* The SDK's log.secret(name, value): INFO "name: <mask>" (mask as above). */
 void rp_log_secret(const char *name, const char *value);
 
