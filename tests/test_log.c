@@ -136,6 +136,8 @@ static void test_env_precedence(void **state)
 
 static void test_invalid_env_level_warns_and_keeps_debug(void **state)
 {
+    setenv("RUNPOD_LOG_LEVEL", "ERROR", 1);
+    rp_log_init_from_env(); /* a stricter level from before must not hide the warning */
     setenv("RUNPOD_LOG_LEVEL", "LOUD", 1);
     setenv("RUNPOD_DEBUG_LEVEL", "ERROR", 1);
     capture_start();

@@ -160,11 +160,9 @@ void rp_log_init_from_env(void)
     const char *var = env_nonempty("RUNPOD_LOG_LEVEL") ? "RUNPOD_LOG_LEVEL" : "RUNPOD_DEBUG_LEVEL";
     const char *name = env_nonempty(var);
     rp_log_level level = RP_LOG_DEBUG;
-    if (name && rp_log_parse_level(name, &level) != 0) {
-        level = RP_LOG_DEBUG;
-        rp_log(RP_LOG_WARN, NULL, "Invalid %s '%s'; using DEBUG.", var, name);
-    }
-    atomic_store(&threshold, level);
+    bool valid = !name || rp_log_parse_level(name, &level) == 0;
+    atomic_store(&threshold, valid ? level : RP_LOG_DEBUG);
+    if (!valid) rp_log(RP_LOG_WARN, NULL, "Invalid %s '%s'; using DEBUG.", var, name);
 }
 
 void rp_log_reset(void)
