@@ -1,5 +1,7 @@
 /* sdxl-worker entry point: dispatches subcommands; with none, runs the
  * RunPod serverless runtime with the SDXL handler. */
+#include "models/store.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -8,6 +10,7 @@ static int usage(FILE *out)
     fprintf(out,
         "usage: sdxl-worker [job.json] [--test_input JSON] [--rp_serve_api]\n"
         "                   [--rp_api_host H] [--rp_api_port P] [--rp_log_level L]\n"
+        "       sdxl-worker fetch-models [--config FILE] [--allow-unverified]\n"
         "       sdxl-worker help\n");
     return out == stdout ? 0 : 2;
 }
@@ -16,6 +19,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
         return usage(stdout);
+    if (argc > 1 && !strcmp(argv[1], "fetch-models"))
+        return models_fetch_main(argc - 1, argv + 1);
     fprintf(stderr, "sdxl-worker: the SDXL job handler is not built yet (see README, Status)\n");
     return 2;
 }
