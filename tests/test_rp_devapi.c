@@ -1,0 +1,453 @@
+/* Integration tests: the local dev API (spec §7.3) served by a forked
+ * runtime on a free loopback port and driven with libcurl: /runsync,
+ * /run + /status, /stream, /health, webhooks, 404/405/413/422 JSON answers,
+ * 8 concurrent clients x 10 requests, the realtime route, SIGTERM. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fake_queue.h"
+#include "json_assert.h"
+#include "rp_child.h"
+#include "rp_test_handler.h"
+#include "testutil.h"
+
+typedef struct {
+    pid_t pid;
+    int port;
+    char base[64];
+    char port_arg[16];
+    char *dir;
+    char log_path[512];
+    const char *const *env;
+    fake_queue *hooks; /* receives webhooks */
+} server;
+
+typedef struct {
+    long status;
+    char *body;
+    size_t len;
+    char content_type[64];
+} reply;
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof a;
+    bind(s, (struct sockaddr *)&a, sizeof a);
+    getsockname(s, (struct sockaddr *)&a, &n);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static size_t collect(char *data, size_t size, size_t n, void *userp)
+{
+    reply *r = userp;
+    r->body = realloc(r->body, r->len + size * n + 1);
+    memcpy(r->body + r->len, data, size * n);
+    r->len += size * n;
+    r->body[r->len] = 0;
+    return size * n;
+}
+
+/* One request; body NULL means GET. */
+static reply call(const server *s, const char *method, const char *path, const char *body, size_t body_len)
+{
+    reply r = {.body = calloc(1, 1)};
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", s->base, path);
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
+    if (curl_easy_perform(c) == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+        char *ct = NULL;
+        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+        snprintf(r.content_type, sizeof r.content_type, "%s", ct ? ct : "");
+    }
+    curl_easy_cleanup(c);
+    return r;
+}
+
+static reply post(const server *s, const char *path, const char *body)
+{
+    return call(s, "POST", path, body, strlen(body));
+}
+
+static void child_setup(void *arg)
+{
+    server *s = arg;
+    rpc_clear_runpod_env();
+    setenv("RUNPOD_LOG_LEVEL", "INFO", 1);
+    for (const char *const *e = s->env; e && *e; e++) {
+        char *kv = strdup(*e), *eq = strchr(kv, '=');
+        if (eq) { *eq = 0; setenv(kv, eq + 1, 1); }
+        free(kv);
+    }
+}
+
+/* Starts the server and waits for /health. */
+static server *start(const rp_config *cfg, bool realtime)
+{
+    server *s = calloc(1, sizeof *s);
+    s->port = free_port();
+    snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
+    snprintf(s->port_arg, sizeof s->port_arg, "%d", s->port);
+    s->dir = tu_mkdtemp("rp-devapi");
+    snprintf(s->log_path, sizeof s->log_path, "%s/server.log", s->dir);
+    static char env_port[64];
+    static const char *rt_env[] = {env_port, "RUNPOD_ENDPOINT_ID=ep9", NULL};
+    snprintf(env_port, sizeof env_port, "RUNPOD_REALTIME_PORT=%d", s->port);
+    s->env = realtime ? rt_env : NULL;
+    char *argv[] = {"sdxl-worker", "--rp_serve_api", "--rp_api_port", s->port_arg, NULL};
+    char *rt_argv[] = {"sdxl-worker", NULL};
+    rpc_spec spec = {.cfg = cfg, .argc = realtime ? 1 : 4, .argv = realtime ? rt_argv : argv,
+                     .setup = child_setup, .arg = s, .stderr_path = s->log_path};
+    s->pid = rpc_spawn(&spec);
+    s->hooks = fq_start();
+    fq_set_default(s->hooks, FQ_OTHER, (fq_response){.status = 200});
+    for (int i = 0; i < 500; i++) {
+        reply r = call(s, "GET", "/health", NULL, 0);
+        free(r.body);
+        if (r.status == 200) return s;
+        usleep(10000);
+    }
+    return s;
+}
+
+static void stop(server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGKILL);
+        rpc_wait(s->pid, 5000);
+    }
+    fq_stop(s->hooks);
+    tu_rm_rf(s->dir);
+    free(s->dir);
+    free(s);
+}
+
+static rp_config plain_cfg = {.handler = rpt_script_handler, .concurrency = 4};
+static rp_config gen_cfg = {.handler = rpt_script_handler, .generator = true};
+
+static int setup_plain(void **state) { *state = start(&plain_cfg, false); return 0; }
+static int setup_gen(void **state) { *state = start(&gen_cfg, false); return 0; }
+static int setup_realtime(void **state) { *state = start(&plain_cfg, true); return 0; }
+static int teardown(void **state) { stop(*state); return 0; }
+
+static bool is_test_id(const char *id)
+{
+    return id && strlen(id) == 41 && !strncmp(id, "test-", 5) && id[13] == '-' && id[19] == '4';
+}
+
+/* Checks r is 200 JSON whose "id" is a fresh test id; returns the body without "id". */
+static cJSON *ok_body(reply *r)
+{
+    assert_int_equal(r->status, 200);
+    assert_string_equal(r->content_type, "application/json");
+    cJSON *b = cJSON_Parse(r->body);
+    assert_non_null(b);
+    cJSON *id = cJSON_DetachItemFromObject(b, "id");
+    assert_true(is_test_id(cJSON_GetStringValue(id)));
+    cJSON_Delete(id);
+    free(r->body);
+    return b;
+}
+
+static void health(void **state)
+{
+    server *s = *state;
+    reply r = call(s, "GET", "/health", NULL, 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.content_type, "application/json");
+    cJSON *b = cJSON_Parse(r.body);
+    assert_string_equal(cJSON_GetObjectItem(b, "status")->valuestring, "ok");
+    assert_string_equal(cJSON_GetObjectItem(b, "mode")->valuestring, "dev_api");
+    assert_string_equal(cJSON_GetObjectItem(b, "runpod_version")->valuestring, "1.12.0");
+    assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(b, "jobs"), "completed"));
+    cJSON_Delete(b);
+    free(r.body);
+}
+
+static void runsync_shapes(void **state)
+{
+    server *s = *state;
+    reply r = post(s, "/runsync", "{\"input\": {\"prompt\": \"a cat\"}}");
+    cJSON *b = ok_body(&r);
+    assert_json(b, "{\"status\":\"COMPLETED\",\"output\":{\"echo\":{\"prompt\":\"a cat\"}}}");
+    cJSON_Delete(b);
+    r = post(s, "/runsync", "{\"input\": {\"return\": null}}"); /* null output is omitted */
+    b = ok_body(&r);
+    assert_json(b, "{\"status\":\"COMPLETED\"}");
+    cJSON_Delete(b);
+    r = post(s, "/runsync", "{\"input\": {\"return\": {\"error\": \"Invalid input\", \"x\": 1}}}");
+    b = ok_body(&r);
+    assert_json(b, "{\"status\":\"FAILED\",\"error\":\"Invalid input\"}");
+    cJSON_Delete(b);
+    r = post(s, "/runsync", "{\"input\": {\"raise\": \"boom\"}}");
+    b = ok_body(&r);
+    assert_string_equal(cJSON_GetObjectItem(b, "status")->valuestring, "FAILED");
+    cJSON *report = cJSON_Parse(cJSON_GetObjectItem(b, "error")->valuestring);
+    assert_string_equal(cJSON_GetObjectItem(report, "error_message")->valuestring, "boom");
+    cJSON_Delete(report);
+    cJSON_Delete(b);
+}
+
+static void run_then_status(void **state)
+{
+    server *s = *state;
+    reply r = post(s, "/run", "{\"input\": {\"return\": {\"n\": 1}}}");
+    assert_int_equal(r.status, 200);
+    cJSON *b = cJSON_Parse(r.body);
+    free(r.body);
+    char *id = strdup(cJSON_GetObjectItem(b, "id")->valuestring);
+    assert_true(is_test_id(id));
+    assert_string_equal(cJSON_GetObjectItem(b, "status")->valuestring, "IN_PROGRESS");
+    cJSON_Delete(b);
+    char path[96];
+    snprintf(path, sizeof path, "/stream/%s", id);
+    r = post(s, path, ""); /* not a generator: refused, job kept */
+    char want[256];
+    snprintf(want, sizeof want, "{\"id\":\"%s\",\"status\":\"FAILED\",\"error\":\"Stream not supported, handler must be a generator.\"}", id);
+    assert_json_text(r.body, want);
+    free(r.body);
+    snprintf(path, sizeof path, "/status/%s", id);
+    r = call(s, "GET", path, NULL, 0);
+    snprintf(want, sizeof want, "{\"id\":\"%s\",\"status\":\"COMPLETED\",\"output\":{\"n\":1}}", id);
+    assert_json_text(r.body, want);
+    free(r.body);
+    r = post(s, path, ""); /* ran once, then forgotten */
+    snprintf(want, sizeof want, "{\"id\":\"%s\",\"status\":\"FAILED\",\"error\":\"Job ID not found\"}", id);
+    assert_json_text(r.body, want);
+    free(r.body);
+    free(id);
+}
+
+static void webhook_gets_the_result(void **state)
+{
+    server *s = *state;
+    char body[256];
+    snprintf(body, sizeof body, "{\"input\": {\"return\": [7]}, \"webhook\": \"http://127.0.0.1:%d/hook\"}", fq_port(s->hooks));
+    reply r = post(s, "/runsync", body);
+    cJSON *b = ok_body(&r);
+    assert_json(b, "{\"status\":\"COMPLETED\",\"output\":[7]}");
+    cJSON_Delete(b);
+    assert_true(fq_wait(s->hooks, FQ_OTHER, 1, 5000));
+    const fq_request *hook = fq_get(s->hooks, FQ_OTHER, 0);
+    assert_string_equal(hook->method, "POST");
+    assert_string_equal(hook->url, "/hook");
+    assert_json_text(hook->body, "{\"output\":[7]}");
+}
+
+static void error_answers_are_json(void **state)
+{
+    server *s = *state;
+    reply r = call(s, "GET", "/nope", NULL, 0);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(r.content_type, "application/json");
+    assert_json_text(r.body, "{\"detail\":\"Not Found\"}");
+    free(r.body);
+    r = call(s, "GET", "/runsync", NULL, 0);
+    assert_int_equal(r.status, 405);
+    assert_json_text(r.body, "{\"detail\":\"Method Not Allowed\"}");
+    free(r.body);
+    r = post(s, "/runsync", "{\"input\": 5}");
+    assert_int_equal(r.status, 422);
+    assert_json_text(r.body, "{\"detail\":[{\"type\":\"dict_type\",\"loc\":[\"body\",\"input\"],"
+                             "\"msg\":\"Input should be a valid dictionary\",\"input\":5}]}");
+    free(r.body);
+    r = post(s, "/run", "{\"webhook\": 3}");
+    assert_int_equal(r.status, 422);
+    cJSON *b = cJSON_Parse(r.body);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(b, "detail")), 2);
+    cJSON_Delete(b);
+    free(r.body);
+    const char *bad[] = {"not json", "[1]", ""};
+    for (size_t i = 0; i < 3; i++) {
+        r = post(s, "/runsync", bad[i]);
+        assert_int_equal(r.status, 422);
+        free(r.body);
+    }
+}
+
+static void oversized_body_gets_413(void **state)
+{
+    server *s = *state;
+    size_t n = (20u << 20) + 100;
+    char *big = malloc(n);
+    memset(big, ' ', n);
+    memcpy(big, "{\"input\": {}}", 13);
+    reply r = call(s, "POST", "/runsync", big, n);
+    assert_int_equal(r.status, 413);
+    assert_json_text(r.body, "{\"detail\":\"Request body too large\"}");
+    free(r.body);
+    free(big);
+    r = call(s, "GET", "/health", NULL, 0); /* still serving */
+    assert_int_equal(r.status, 200);
+    free(r.body);
+}
+
+typedef struct {
+    server *s;
+    int thread;
+    int failures;
+    char ids[10][48];
+} client;
+
+static bool expect_output(const char *body, int thread, int n)
+{
+    char want[64];
+    snprintf(want, sizeof want, "{\"t\":%d,\"n\":%d}", thread, n);
+    cJSON *b = cJSON_Parse(body);
+    bool ok = b && !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(b, "status")), "COMPLETED") &&
+              ja_equal(cJSON_GetObjectItem(b, "output"), want);
+    cJSON_Delete(b);
+    return ok;
+}
+
+/* Even requests: /runsync; odd: /run then /status. */
+static void *client_thread(void *arg)
+{
+    client *c = arg;
+    for (int n = 0; n < 10; n++) {
+        char body[96];
+        snprintf(body, sizeof body, "{\"input\": {\"return\": {\"t\": %d, \"n\": %d}}}", c->thread, n);
+        reply r = post(c->s, n % 2 ? "/run" : "/runsync", body);
+        cJSON *b = cJSON_Parse(r.body);
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(b, "id"));
+        snprintf(c->ids[n], sizeof c->ids[n], "%s", id ? id : "");
+        if (n % 2) {
+            char path[96];
+            snprintf(path, sizeof path, "/status/%s", c->ids[n]);
+            free(r.body);
+            r = post(c->s, path, "");
+        }
+        if (r.status != 200 || !expect_output(r.body, c->thread, n)) c->failures++;
+        cJSON_Delete(b);
+        free(r.body);
+    }
+    return NULL;
+}
+
+static double completed_count(server *s)
+{
+    reply r = call(s, "GET", "/health", NULL, 0);
+    cJSON *b = cJSON_Parse(r.body);
+    double n = cJSON_GetObjectItem(cJSON_GetObjectItem(b, "jobs"), "completed")->valuedouble;
+    assert_int_equal((int)cJSON_GetObjectItem(cJSON_GetObjectItem(b, "jobs"), "inQueue")->valuedouble, 0);
+    cJSON_Delete(b);
+    free(r.body);
+    return n;
+}
+
+static void concurrent_clients(void **state)
+{
+    server *s = *state;
+    double before = completed_count(s);
+    client clients[8];
+    pthread_t threads[8];
+    for (int i = 0; i < 8; i++) {
+        clients[i] = (client){.s = s, .thread = i};
+        pthread_create(&threads[i], NULL, client_thread, &clients[i]);
+    }
+    for (int i = 0; i < 8; i++) pthread_join(threads[i], NULL);
+    for (int i = 0; i < 8; i++) assert_int_equal(clients[i].failures, 0);
+    for (int a = 0; a < 80; a++)
+        for (int b = a + 1; b < 80; b++)
+            assert_string_not_equal(clients[a / 10].ids[a % 10], clients[b / 10].ids[b % 10]);
+    assert_int_equal((int)(completed_count(s) - before), 80);
+}
+
+static void sigterm_exits_zero(void **state)
+{
+    server *s = *state;
+    kill(s->pid, SIGTERM);
+    assert_int_equal(rpc_wait(s->pid, 5000), 0);
+    s->pid = 0;
+    char *log = tu_read_file(s->log_path, NULL);
+    assert_non_null(strstr(log, "Dev API listening on http://127.0.0.1:"));
+    free(log);
+}
+
+static void generator_runsync_run_stream(void **state)
+{
+    server *s = *state;
+    reply r = post(s, "/runsync", "{\"input\": {\"yield\": [1, \"two\"]}}");
+    cJSON *b = ok_body(&r);
+    assert_json(b, "{\"status\":\"COMPLETED\",\"output\":[1,\"two\"]}");
+    cJSON_Delete(b);
+    r = post(s, "/run", "{\"input\": {\"yield\": [{\"a\": 1}, 2]}}");
+    b = cJSON_Parse(r.body);
+    free(r.body);
+    char path[96], want[256];
+    const char *id = cJSON_GetObjectItem(b, "id")->valuestring;
+    snprintf(path, sizeof path, "/stream/%s", id);
+    r = call(s, "GET", path, NULL, 0);
+    snprintf(want, sizeof want, "{\"id\":\"%s\",\"status\":\"COMPLETED\",\"stream\":[{\"output\":{\"a\":1}},{\"output\":2}]}", id);
+    assert_json_text(r.body, want);
+    free(r.body);
+    cJSON_Delete(b);
+    /* a failing generator answers FAILED (the SDK would answer HTTP 500) */
+    r = post(s, "/runsync", "{\"input\": {\"yield\": [1, {\"error\": \"bad\"}]}}");
+    b = ok_body(&r);
+    assert_json(b, "{\"status\":\"FAILED\",\"error\":\"bad\"}");
+    cJSON_Delete(b);
+}
+
+static void realtime_route_and_mode(void **state)
+{
+    server *s = *state;
+    reply r = post(s, "/ep9/realtime", "{\"id\": \"rt-1\", \"input\": {\"return\": 3}}");
+    assert_int_equal(r.status, 200);
+    assert_json_text(r.body, "{\"output\":3}");
+    free(r.body);
+    r = post(s, "/ep9/realtime", "{\"input\": {}}");
+    assert_int_equal(r.status, 422);
+    free(r.body);
+    r = call(s, "GET", "/health", NULL, 0);
+    cJSON *b = cJSON_Parse(r.body);
+    assert_string_equal(cJSON_GetObjectItem(b, "mode")->valuestring, "realtime");
+    cJSON_Delete(b);
+    free(r.body);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest plain_tests[] = {
+        cmocka_unit_test(health),
+        cmocka_unit_test(runsync_shapes),
+        cmocka_unit_test(run_then_status),
+        cmocka_unit_test(webhook_gets_the_result),
+        cmocka_unit_test(error_answers_are_json),
+        cmocka_unit_test(oversized_body_gets_413),
+        cmocka_unit_test(concurrent_clients),
+        cmocka_unit_test(sigterm_exits_zero),
+    };
+    const struct CMUnitTest gen_tests[] = {cmocka_unit_test(generator_runsync_run_stream)};
+    const struct CMUnitTest rt_tests[] = {cmocka_unit_test(realtime_route_and_mode)};
+    int failed = cmocka_run_group_tests_name("devapi", plain_tests, setup_plain, teardown);
+    failed += cmocka_run_group_tests_name("devapi_generator", gen_tests, setup_gen, teardown);
+    failed += cmocka_run_group_tests_name("realtime", rt_tests, setup_realtime, teardown);
+    curl_global_cleanup();
+    return failed;
+}
