@@ -1,0 +1,192 @@
+/* The tensor ops layer: activation tensors and the ops that the CLIP, UNet and
+ * VAE forward passes are written against, once, for every backend (CPU now,
+ * CUDA later). Owner: the engine's numerics.
+ *
+ * Model
+ *   - An sd_backend is a handle created by a backend constructor
+ *     (sd_backend_cpu_new). One thread drives it at a time; the backend
+ *     threads each op internally.
+ *   - An sd_tensor is an fp32 activation of 1 to 4 dims, row-major: NCHW for
+ *     images, [batch, tokens, channels] for sequences. Its memory belongs to
+ *     the backend (host memory on CPU, device memory on CUDA): read and write
+ *     it only through sd_tensor_upload/sd_tensor_download.
+ *   - Weights are sd_weight views (sd/dtype.h) in their stored dtype; the ops
+ *     widen them per layer. A backend may later keep derived forms (packed
+ *     panels, device copies) keyed by sd_weight.data, so weight bytes must not
+ *     change while a backend that has seen them is alive.
+ *
+ * Memory (bounded peak)
+ *   Explicit ownership: sd_tensor_new allocates, sd_tensor_free releases at
+ *   once. Every op writes into an output tensor the caller allocated with the
+ *   exact shape it wants (llm.c style), so a forward pass frees each
+ *   intermediate as soon as its last reader has run, and the peak is the
+ *   largest live set plus the backend's scratch. Scratch is per backend,
+ *   reused across ops and bounded per op: a widened copy of the layer's weight
+ *   (the largest SDXL layer, 1280x2560x3x3, is 118 MB in fp32), one im2col row
+ *   tile (SD_CPU_CONV_TILE_BYTES), and per-thread attention tiles. sd_backend_mem
+ *   reports live, peak and scratch bytes; sd_backend_trim drops the scratch.
+ *
+ * Errors (sticky)
+ *   Every op checks shapes, dtypes and aliasing and returns 0, or -1 after
+ *   recording a one-line message. After a failure every later op returns -1
+ *   without computing, and sd_tensor_new returns NULL (ops given NULL fail),
+ *   so a forward pass can be written straight through and check
+ *   sd_backend_error() once at its end. sd_backend_clear_error re-arms.
+ *
+ * Aliasing: elementwise ops (act, add, mul, scale, copy) may write in place
+ * (y == x, or y == a); norms and softmax may too. All other ops need an output
+ * distinct from their inputs. */
+#ifndef SDXL_SD_BACKEND_H
+#define SDXL_SD_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sd/dtype.h"
+
+typedef struct sd_backend sd_backend;
+
+typedef struct sd_tensor {
+    int ndim;                      /* 1..SD_MAX_DIMS */
+    int64_t shape[SD_MAX_DIMS];    /* row-major; unused dims are 1 */
+    float *data;                   /* backend memory: not host-readable in general */
+} sd_tensor;
+
+typedef enum {
+    SD_ACT_NONE = 0,
+    SD_ACT_SILU,        /* x * sigmoid(x), as torch: x / (1 + exp(-x)) */
+    SD_ACT_GELU,        /* exact: 0.5 x (1 + erf(x / sqrt 2)), torch's default GELU */
+    SD_ACT_QUICK_GELU,  /* x * sigmoid(1.702 x), transformers' quick_gelu (CLIP-L) */
+} sd_act;
+
+typedef struct {
+    size_t live_bytes;     /* tensors alive now */
+    size_t peak_bytes;     /* max of live_bytes + scratch_bytes since creation / reset */
+    size_t scratch_bytes;  /* backend scratch held now */
+} sd_mem_stats;
+
+/* ---- backends ------------------------------------------------------------ */
+
+/* CPU tunables; zero fields take the defaults. Tests shrink the tiles to
+ * exercise tiling on small shapes; bench/ tunes them. */
+typedef struct {
+    int threads;               /* OpenMP/OpenBLAS threads; <= 0: OpenMP's default */
+    size_t conv_tile_bytes;    /* im2col tile budget (default SD_CPU_CONV_TILE_BYTES) */
+    int attn_q_block;          /* attention query rows per tile (default 128) */
+    int attn_k_block;          /* attention key rows per tile (default 256) */
+} sd_cpu_options;
+
+#define SD_CPU_CONV_TILE_BYTES ((size_t)16 << 20)
+
+/* fp32 on host memory; OpenBLAS sgemm for every GEMM, OpenMP for the rest.
+ * opts may be NULL. Returns NULL only when out of memory. */
+sd_backend *sd_backend_cpu_new(const sd_cpu_options *opts);
+void sd_backend_free(sd_backend *be);
+const char *sd_backend_name(const sd_backend *be);   /* "cpu" */
+/* One line describing the backend's engine, e.g. the BLAS build and its
+ * threading ("OpenBLAS 0.3.21 ... (openmp), 2 threads"). */
+const char *sd_backend_describe(const sd_backend *be);
+
+const char *sd_backend_error(const sd_backend *be);  /* NULL while no op has failed */
+void sd_backend_clear_error(sd_backend *be);
+void sd_backend_mem(const sd_backend *be, sd_mem_stats *out);
+void sd_backend_reset_peak(sd_backend *be);          /* peak := live + scratch */
+void sd_backend_trim(sd_backend *be);                /* frees all scratch */
+
+/* ---- tensors ------------------------------------------------------------- */
+
+/* Uninitialised tensor; NULL (and the sticky error set) on bad shape or OOM. */
+sd_tensor *sd_tensor_new(sd_backend *be, int ndim, const int64_t *shape);
+void sd_tensor_free(sd_backend *be, sd_tensor *t);   /* NULL is fine */
+int64_t sd_numel(const sd_tensor *t);
+/* Changes the shape in place, keeping the element count (a view of the same
+ * row-major data, e.g. [B,C] -> [B,C,1,1] to broadcast over H, W). */
+int sd_tensor_reshape(sd_backend *be, sd_tensor *t, int ndim, const int64_t *shape);
+/* Host <-> tensor copies of all sd_numel(t) floats. */
+int sd_tensor_upload(sd_backend *be, sd_tensor *t, const float *src);
+int sd_tensor_download(sd_backend *be, const sd_tensor *t, float *dst);
+/* t = the weight widened to fp32 (same element count; shapes may differ). */
+int sd_load_weight(sd_backend *be, sd_tensor *t, const sd_weight *w);
+
+static inline sd_tensor *sd_new1(sd_backend *be, int64_t a)
+{ return sd_tensor_new(be, 1, (const int64_t[]){a}); }
+static inline sd_tensor *sd_new2(sd_backend *be, int64_t a, int64_t b)
+{ return sd_tensor_new(be, 2, (const int64_t[]){a, b}); }
+static inline sd_tensor *sd_new3(sd_backend *be, int64_t a, int64_t b, int64_t c)
+{ return sd_tensor_new(be, 3, (const int64_t[]){a, b, c}); }
+static inline sd_tensor *sd_new4(sd_backend *be, int64_t a, int64_t b, int64_t c, int64_t d)
+{ return sd_tensor_new(be, 4, (const int64_t[]){a, b, c, d}); }
+
+/* ---- ops ----------------------------------------------------------------- */
+/* All return 0 on success, -1 with sd_backend_error() set. Shapes are checked. */
+
+/* y[..., N] = x[..., K] W^T + b  (torch nn.Linear). W is [N, K] (or [N, K, 1, 1],
+ * a 1x1 conv used as a linear, as in the VAE attention); b is [N] or NULL.
+ * x and y have the same leading dims. */
+int sd_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b);
+
+/* torch F.conv2d (groups 1, dilation 1) after F.pad(x, (left, right, top, bottom)):
+ * x [B, Cin, H, W], w [Cout, Cin, kh, kw], b [Cout] or NULL,
+ * y [B, Cout, (H + top + bottom - kh) / stride + 1, (W + left + right - kw) / stride + 1]. */
+int sd_conv2d_pad(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b,
+                  int stride, int pad_left, int pad_right, int pad_top, int pad_bottom);
+static inline int sd_conv2d(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w,
+                            const sd_weight *b, int stride, int pad)
+{ return sd_conv2d_pad(be, y, x, w, b, stride, pad, pad, pad, pad); }
+
+/* torch F.group_norm over x [B, C, ...] (C divisible by groups; biased variance,
+ * eps inside the sqrt), then act (SD_ACT_NONE or any other activation, fused).
+ * gamma/beta: [C] or NULL (no affine). */
+int sd_group_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, int groups, float eps,
+                  const sd_weight *gamma, const sd_weight *beta, sd_act act);
+/* torch F.layer_norm over the last dim; gamma/beta [C] or NULL. */
+int sd_layer_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, float eps,
+                  const sd_weight *gamma, const sd_weight *beta);
+/* softmax over the last dim (max-subtracted). */
+int sd_softmax(sd_backend *be, sd_tensor *y, const sd_tensor *x);
+
+/* torch F.scaled_dot_product_attention with `heads` heads laid out as the
+ * linear projections produce them (no transposes):
+ *   q [B, Nq, heads*Dh], k [B, Nk, heads*Dh], v [B, Nk, heads*Dv] -> out [B, Nq, heads*Dv],
+ *   out_h = softmax(q_h k_h^T / sqrt(Dh)) v_h.
+ * causal: query i sees keys j <= i (torch is_causal, top-left aligned).
+ * Runs in tiles with an online softmax: memory O(threads * tile), never Nq x Nk. */
+int sd_attention(sd_backend *be, sd_tensor *out, const sd_tensor *q, const sd_tensor *k, const sd_tensor *v,
+                 int heads, int causal);
+
+/* y = act(x), elementwise; same element count. */
+int sd_act_apply(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_act act);
+static inline int sd_silu(sd_backend *be, sd_tensor *y, const sd_tensor *x) { return sd_act_apply(be, y, x, SD_ACT_SILU); }
+static inline int sd_gelu(sd_backend *be, sd_tensor *y, const sd_tensor *x) { return sd_act_apply(be, y, x, SD_ACT_GELU); }
+static inline int sd_quick_gelu(sd_backend *be, sd_tensor *y, const sd_tensor *x) { return sd_act_apply(be, y, x, SD_ACT_QUICK_GELU); }
+
+/* diffusers GEGLU after its proj: x [..., 2F] -> y [..., F],
+ * y = x[..., :F] * gelu(x[..., F:])  (hidden_states, gate = chunk(2); hidden_states * gelu(gate)). */
+int sd_geglu(sd_backend *be, sd_tensor *y, const sd_tensor *x);
+
+/* y = a + b and y = a * b with numpy broadcasting of b to a's shape (dims
+ * right-aligned; each of b's dims equals a's or is 1). y has a's shape.
+ * Per-channel time embedding onto NCHW: reshape it to [B, C, 1, 1] first. */
+int sd_add(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b);
+int sd_mul(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b);
+int sd_scale(sd_backend *be, sd_tensor *y, const sd_tensor *x, float alpha);   /* y = alpha x */
+int sd_copy(sd_backend *be, sd_tensor *y, const sd_tensor *x);   /* same element count */
+int sd_fill(sd_backend *be, sd_tensor *y, float value);
+
+/* Nearest-neighbour resize as torch F.interpolate(mode="nearest") to y's
+ * size: x [B, C, H, W] -> y [B, C, Ho, Wo], src = min(floor(dst * (H/Ho)), H-1).
+ * Ho = 2H, Wo = 2W is diffusers' Upsample2D; other sizes its output_size path. */
+int sd_upsample_nearest(sd_backend *be, sd_tensor *y, const sd_tensor *x);
+/* torch.cat((a, b), dim): shapes equal except along dim, where y = a + b. */
+int sd_concat(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b, int dim);
+/* y = x.narrow(dim, start, y->shape[dim]): shapes equal except along dim. */
+int sd_slice(sd_backend *be, sd_tensor *y, const sd_tensor *x, int dim, int64_t start);
+/* [B, C, H, W] -> [B, H*W, C] (diffusers' permute(0,2,3,1).reshape) and back;
+ * sd_to_image takes H, W from y. */
+int sd_to_tokens(sd_backend *be, sd_tensor *y, const sd_tensor *x);
+int sd_to_image(sd_backend *be, sd_tensor *y, const sd_tensor *x);
+/* Rows of an embedding table: table [V, C], ids[n] host ints in [0, V),
+ * y has n * C elements (e.g. [B, N, C] with n = B*N). */
+int sd_embedding(sd_backend *be, sd_tensor *y, const sd_weight *table, const int32_t *ids, int64_t n);
+
+#endif

@@ -1,0 +1,71 @@
+/* What a backend implements: the dispatch table behind sd/backend.h. The
+ * public wrappers in backend.c validate every argument (shapes, dtypes,
+ * aliasing, the sticky error) before calling in, so implementations only
+ * compute; they return 0, or -1 after sd_backend_fail (e.g. out of memory). */
+#ifndef SDXL_SD_BACKEND_IMPL_H
+#define SDXL_SD_BACKEND_IMPL_H
+
+#include "sd/backend.h"
+
+typedef struct {
+    int stride, pad_left, pad_right, pad_top, pad_bottom;
+} sd_conv_geom;
+
+typedef struct sd_backend_ops {
+    const char *name;
+    void (*destroy)(sd_backend *be);
+    const char *(*describe)(sd_backend *be);
+    size_t (*scratch_bytes)(const sd_backend *be);
+    void (*trim)(sd_backend *be);
+
+    float *(*alloc)(sd_backend *be, size_t bytes);   /* NULL when out of memory */
+    void (*release)(sd_backend *be, float *p);
+    int (*upload)(sd_backend *be, float *dst, const float *src, size_t n);
+    int (*download)(sd_backend *be, float *dst, const float *src, size_t n);
+    int (*load_weight)(sd_backend *be, sd_tensor *t, const sd_weight *w);
+
+    int (*linear)(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b);
+    int (*conv2d)(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b,
+                  const sd_conv_geom *g);
+    int (*group_norm)(sd_backend *be, sd_tensor *y, const sd_tensor *x, int groups, float eps,
+                      const sd_weight *gamma, const sd_weight *beta, sd_act act);
+    int (*layer_norm)(sd_backend *be, sd_tensor *y, const sd_tensor *x, float eps,
+                      const sd_weight *gamma, const sd_weight *beta);
+    int (*softmax)(sd_backend *be, sd_tensor *y, const sd_tensor *x);
+    int (*attention)(sd_backend *be, sd_tensor *out, const sd_tensor *q, const sd_tensor *k,
+                     const sd_tensor *v, int heads, int causal);
+    int (*act)(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_act act);
+    int (*geglu)(sd_backend *be, sd_tensor *y, const sd_tensor *x);
+    /* y = a (+ or *) b, b broadcast to a's shape; b_shape is b's shape
+     * right-aligned to a's ndim (leading 1s added). */
+    int (*binary)(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b,
+                  const int64_t *b_shape, int multiply);
+    int (*scale)(sd_backend *be, sd_tensor *y, const sd_tensor *x, float alpha);
+    int (*copy)(sd_backend *be, sd_tensor *y, const sd_tensor *x);
+    int (*fill)(sd_backend *be, sd_tensor *y, float value);
+    int (*upsample_nearest)(sd_backend *be, sd_tensor *y, const sd_tensor *x);
+    /* y viewed as [outer, y_inner] receives x viewed as [outer, x_inner] at
+     * column offset: the common core of concat and slice (and the reverse
+     * with gather = 1: y[outer, y_inner] = x[outer, offset : offset + y_inner]). */
+    int (*copy_block)(sd_backend *be, sd_tensor *y, const sd_tensor *x, int64_t outer,
+                      int64_t y_inner, int64_t x_inner, int64_t offset, int gather);
+    /* y[b] = x[b]^T for x viewed as [batch, rows, cols]. */
+    int (*transpose)(sd_backend *be, sd_tensor *y, const sd_tensor *x, int64_t batch, int64_t rows,
+                     int64_t cols);
+    int (*embedding)(sd_backend *be, sd_tensor *y, const sd_weight *table, const int32_t *ids, int64_t n);
+} sd_backend_ops;
+
+struct sd_backend {
+    const sd_backend_ops *ops;
+    void *impl;               /* the backend's own state */
+    int failed;
+    char err[512];
+    size_t live_bytes, peak_bytes;
+};
+
+/* Records the first failure (printf-style message); returns -1. */
+int sd_backend_fail(sd_backend *be, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Raises peak_bytes to cover live tensors plus the backend's scratch now. */
+void sd_backend_note_peak(sd_backend *be);
+
+#endif
