@@ -334,9 +334,10 @@ void civitai_explain(long status, const char *body, const char *label, const cha
                      "file%s", label, version, said);
         break;
     case 404:
-        snprintf(out, outlen, "%s: HTTP 404 for %s: Civitai has no published file for this version that matches "
-                 "the URL's filters (%s); check the version id, or pin the file with fileId= from "
-                 "/api/v1/model-versions/%llu%s", label, version, filters, (unsigned long long)id, said);
+        snprintf(out, outlen, "%s: HTTP 404 for %s: Civitai has no published file for it that matches the URL's "
+                 "filters (%s): the version may not exist or not be public, or a filter contradicts the file's "
+                 "metadata; check the version id, or pin the file with fileId= from /api/v1/model-versions/%llu%s",
+                 label, version, filters, (unsigned long long)id, said);
         break;
     case 410:
         snprintf(out, outlen, "%s: HTTP 410 for %s: the model is archived on Civitai and can no longer be "

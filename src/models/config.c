@@ -35,13 +35,13 @@ int models_filename_check(const char *name, char *err, size_t errlen)
     if (n == 0) return fail(err, errlen, "is empty");
     if (n > MODELS_FILENAME_MAX)
         return fail(err, errlen, "is longer than %d bytes", MODELS_FILENAME_MAX);
-    if (name[0] == '.') return fail(err, errlen, "\"%s\" starts with '.' (hidden or relative name)", name);
-    if (strstr(name, "..")) return fail(err, errlen, "\"%s\" contains \"..\"", name);
     for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
         if (*p == '/' || *p == '\\')
             return fail(err, errlen, "\"%s\" contains a path separator; give a plain file name", name);
         if (*p < 0x20 || *p == 0x7f) return fail(err, errlen, "contains a control character");
     }
+    if (strstr(name, "..")) return fail(err, errlen, "\"%s\" contains \"..\"", name);
+    if (name[0] == '.') return fail(err, errlen, "\"%s\" starts with '.' (a hidden file)", name);
     return 0;
 }
 

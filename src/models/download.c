@@ -302,10 +302,19 @@ static int disk_error(exchange *ex, int errnum, uint64_t need)
     char free_s[32], need_s[32];
     fmt_bytes(free_bytes(pf->dir), free_s, sizeof free_s);
     fmt_bytes(need, need_s, sizeof need_s);
-    if (errnum == ENOSPC || errnum == EDQUOT)
+    if ((errnum == ENOSPC || errnum == EDQUOT) && pf->total >= 0)
         return abort_with(ex, DL_ERR_DISK, "%s: disk full in %s (%s) after %" PRIu64 " bytes of the file; it needs "
-                          "%s%s more but only %s is free there", pf->rq->label, pf->dir, strerror(errnum), pf->have,
-                          pf->total < 0 ? "at least " : "", need_s, free_s);
+                          "%s more but only %s is free there", pf->rq->label, pf->dir, strerror(errnum), pf->have,
+                          need_s, free_s);
+    if (errnum == EFBIG)
+        return abort_with(ex, DL_ERR_DISK, "%s: %s refuses files this large (%s) at %" PRIu64 " bytes: the "
+                          "filesystem's or the process's file size limit is too small for this model%s%s",
+                          pf->rq->label, pf->dir, strerror(errnum), pf->have, pf->total >= 0 ? ", which needs " : "",
+                          pf->total >= 0 ? need_s : "");
+    if (errnum == ENOSPC || errnum == EDQUOT)
+        return abort_with(ex, DL_ERR_DISK, "%s: disk full in %s (%s) after %" PRIu64 " bytes of the file (the "
+                          "server gave no total size, so it needs more than that); %s is free there",
+                          pf->rq->label, pf->dir, strerror(errnum), pf->have, free_s);
     return abort_with(ex, DL_ERR_DISK, "%s: cannot write %s: %s", pf->rq->label, pf->rq->part_path, strerror(errnum));
 }
 
@@ -452,10 +461,9 @@ static int append_to_part(exchange *ex, const char *data, size_t len)
         if (w < 0 && errno == EINTR) continue;
         if (w < 0) {
             int e = errno;
-            uint64_t need = pf->total >= 0 ? (uint64_t)pf->total - pf->have : len - off;
-            pf->have += off; /* what did land stays consistent with the hash below */
+            pf->have += off; /* what did land stays consistent with the hash */
             EVP_DigestUpdate(pf->sha, data, off);
-            return disk_error(ex, e, need);
+            return disk_error(ex, e, pf->total >= 0 ? (uint64_t)pf->total - pf->have : 0);
         }
         off += (size_t)w;
     }

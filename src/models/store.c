@@ -99,7 +99,9 @@ static int fsync_dir(const char *dir)
 /* ---- the verified-cache sidecar --------------------------------------------
  * <file>.verified = {"size", "mtime_s", "mtime_ns", "sha256", "sha256_source",
  * "url"}: written after a file was checked, trusted while the file's size and
- * mtime are unchanged. The URL is stored with any token= masked. */
+ * mtime are unchanged. A file whose mtime now has no sub-second part (copied
+ * by a tool or into a filesystem that keeps whole seconds, as image layers
+ * may) is matched to the second. The URL is stored with any token= masked. */
 
 typedef struct {
     uint64_t size;
@@ -137,7 +139,7 @@ static int sidecar_read(const char *file, const models_entry *e, verified_file *
     if (cJSON_IsNumber(size) && cJSON_IsNumber(ms) && cJSON_IsNumber(mns) && cJSON_IsString(sha) &&
         strlen(sha->valuestring) == 64 && cJSON_IsString(src) && cJSON_IsString(u) &&
         (uint64_t)size->valuedouble == (uint64_t)st.st_size && (int64_t)ms->valuedouble == (int64_t)st.st_mtim.tv_sec &&
-        (long)mns->valuedouble == st.st_mtim.tv_nsec && strcmp(u->valuestring, url) == 0) {
+        ((long)mns->valuedouble == st.st_mtim.tv_nsec || st.st_mtim.tv_nsec == 0) && strcmp(u->valuestring, url) == 0) {
         vf->size = (uint64_t)st.st_size;
         snprintf(vf->sha256, sizeof vf->sha256, "%s", sha->valuestring);
         vf->source = hash_source_from_name(src->valuestring);
@@ -374,12 +376,13 @@ static void log_done(const fetch *f, const dl_result *r, const verified_file *vf
  * once more from scratch. */
 static int download_entry(fetch *f)
 {
-    char why[ERR_MAX], msg[ERR_MAX];
+    char why[ERR_MAX], msg[ERR_MAX], shown[ERR_MAX];
+    dl_url_for_log(f->url, shown, sizeof shown);
     for (int attempt = 0;; attempt++) {
         dl_request rq = {.url = f->url, .auth_key = f->key, .part_path = f->part, .label = f->e->name,
                          .expected_size = f->e->size};
         dl_result r;
-        rp_info("%s: downloading %s into %s", f->e->name, (dl_url_for_log(f->url, msg, sizeof msg), msg), f->dir);
+        rp_info("%s: downloading %s into %s", f->e->name, shown, f->dir);
         dl_status st = dl_download(&rq, &f->o->net, &r, why, sizeof why);
         if (st != DL_OK) {
             explain_failure(f, &r, why, msg, sizeof msg);
@@ -405,7 +408,7 @@ static int download_entry(fetch *f)
             }
             dl_result_free(&r);
             return entry_fail(f->it, "%s: the download from %s was rejected: %s; nothing was saved at %s", f->e->name,
-                              (dl_url_for_log(f->url, msg, sizeof msg), msg), why, f->file);
+                              shown, why, f->file);
         }
         char side[4300];
         sidecar_path(f->file, side, sizeof side);
