@@ -18,7 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_NESTING 64 /* for skipped unknown values; serde_json allows 128 */
+/* Deepest container nesting, counting the header object as 1: serde_json's
+ * recursion limit, as the reference reader (safetensors 0.8) applies it. */
+#define MAX_NESTING 127
 
 /* Open-addressing hash table over the names of an array of records: slot
  * holds index + 1, 0 is empty. Names are found at base + i*stride. */
@@ -103,12 +105,15 @@ static int starts_with_ci(const uint8_t *b, size_t n, const char *lit)
     return 1;
 }
 
+static int utf8_check(const uint8_t *s, size_t n, size_t *bad);
+
+/* No control characters and valid UTF-8 (but for a character cut at the end). */
 static int looks_like_text(const uint8_t *b, size_t n)
 {
-    size_t k = n < 64 ? n : 64;
+    size_t k = n < 64 ? n : 64, bad;
     for (size_t i = 0; i < k; i++)
         if (b[i] < 0x09 || (b[i] > 0x0d && b[i] < 0x20) || b[i] == 0x7f) return 0;
-    return k > 0;
+    return k > 0 && (utf8_check(b, k, &bad) == 0 || bad + 4 > k);
 }
 
 /* Names the kind of file when its first bytes are a known foreign format;
@@ -356,9 +361,10 @@ static int parse_uint(parser *ps, uint64_t *out)
 
 static int skip_value(parser *ps, int depth);
 
+/* `depth`: nesting level of this container (the header object is 1). */
 static int skip_container(parser *ps, int depth, char close)
 {
-    if (depth >= MAX_NESTING) return parse_fail(ps, "nesting deeper than %d", MAX_NESTING);
+    if (depth > MAX_NESTING) return parse_fail(ps, "nesting deeper than %d", MAX_NESTING);
     ps->p++;
     if (container_empty(ps, close)) return 0;
     for (;;) {
@@ -519,7 +525,7 @@ static int parse_tensor(parser *ps, const char *name)
             } else if (seen == &seen_offsets) {
                 int n;
                 if (parse_uint_array(ps, offs, 2, 1, &n, "data_offsets", name)) return -1;
-            } else if (skip_value(ps, 1)) {
+            } else if (skip_value(ps, 3)) { /* inside the header and the entry objects */
                 return -1;
             }
             ps->f->arena_used = mark; /* field names and dtype strings are not kept */

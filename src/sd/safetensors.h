@@ -17,7 +17,8 @@
  *   - the sub-byte dtypes F4, F6_E2M3, F6_E3M2 and F8_E8M0.
  * Like the reference: the header is at most 100,000,000 bytes; numbers in
  * shapes and offsets are plain non-negative integers (no sign, fraction or
- * exponent); unknown fields in a tensor entry are ignored (nesting up to 64);
+ * exponent); unknown fields in a tensor entry are ignored (containers nest at
+ * most 127 deep, counting the header object, as serde_json allows);
  * the tensors, sorted by offset, cover the data area exactly: no overlap, no
  * gap, and the last one ends at the end of the file.
  * Integer/bool/F64/C64 tensors are accepted and listed (real checkpoints
