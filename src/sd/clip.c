@@ -1,0 +1,238 @@
+/* CLIP text transformer forward pass and its weight binding for SDXL's CLIP-L
+ * (transformers layout) and OpenCLIP bigG (open_clip layout). See clip.h. */
+#include "sd/clip.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLIP_LN_EPS 1e-5f
+
+typedef struct {
+    const st_file *f;
+    const char *prefix;
+    char *err;
+    size_t errlen;
+    int failed;
+} binder;
+
+/* Looks up prefix + name and fills *w; records the first failure. */
+static void bind(binder *b, sd_weight *w, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void bind(binder *b, sd_weight *w, const char *fmt, ...)
+{
+    char name[256];
+    int n = snprintf(name, sizeof name, "%s", b->prefix);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name + n, sizeof name - (size_t)n, fmt, ap);
+    va_end(ap);
+    memset(w, 0, sizeof *w);
+    if (b->failed) return;
+    const st_tensor *t = st_find(b->f, name);
+    if (!t) {
+        snprintf(b->err, b->errlen, "text encoder weight %s is missing", name);
+        b->failed = 1;
+    } else if (st_weight(t, w, b->err, b->errlen) != 0) {
+        b->failed = 1;
+    }
+}
+
+/* Rows [row0, row0 + rows) of a 2-D weight (or elements of a 1-D one) as a
+ * weight of its own: the q, k, v blocks of open_clip's fused in_proj. */
+static sd_weight row_block(const sd_weight *w, int64_t row0, int64_t rows)
+{
+    sd_weight r = *w;
+    int64_t row_elems = w->ndim == 2 ? w->shape[1] : 1;
+    r.shape[0] = rows;
+    r.data = (const char *)w->data + (size_t)(row0 * row_elems) * sd_dtype_size(w->dtype);
+    return r;
+}
+
+static int bind_begin(sd_clip *m, const sdxl_te_hparams *hp, binder *b, const st_file *f, const char *prefix,
+                      char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    *b = (binder){.f = f, .prefix = prefix, .err = err, .errlen = errlen};
+    m->hp = *hp;
+    m->layers = calloc((size_t)hp->layers, sizeof *m->layers);
+    if (!m->layers) snprintf(err, errlen, "out of memory binding the text encoder");
+    return m->layers ? 0 : -1;
+}
+
+static int bind_end(sd_clip *m, binder *b)
+{
+    if (!b->failed) return 0;
+    sd_clip_release(m);
+    return -1;
+}
+
+/* conditioner.embedders.0.transformer.text_model.* (transformers CLIPTextModel). */
+int sd_clip_bind_l(sd_clip *m, const st_file *f, const sdxl_te_hparams *hp, char *err, size_t errlen)
+{
+    binder b;
+    if (bind_begin(m, hp, &b, f, "conditioner.embedders.0.transformer.text_model.", err, errlen)) return -1;
+    bind(&b, &m->token_embedding, "embeddings.token_embedding.weight");
+    bind(&b, &m->position_embedding, "embeddings.position_embedding.weight");
+    for (int i = 0; i < hp->layers; i++) {
+        sd_clip_layer *L = &m->layers[i];
+        const char *p = "encoder.layers.";
+        bind(&b, &L->ln1_w, "%s%d.layer_norm1.weight", p, i);
+        bind(&b, &L->ln1_b, "%s%d.layer_norm1.bias", p, i);
+        bind(&b, &L->q_w, "%s%d.self_attn.q_proj.weight", p, i);
+        bind(&b, &L->q_b, "%s%d.self_attn.q_proj.bias", p, i);
+        bind(&b, &L->k_w, "%s%d.self_attn.k_proj.weight", p, i);
+        bind(&b, &L->k_b, "%s%d.self_attn.k_proj.bias", p, i);
+        bind(&b, &L->v_w, "%s%d.self_attn.v_proj.weight", p, i);
+        bind(&b, &L->v_b, "%s%d.self_attn.v_proj.bias", p, i);
+        bind(&b, &L->out_w, "%s%d.self_attn.out_proj.weight", p, i);
+        bind(&b, &L->out_b, "%s%d.self_attn.out_proj.bias", p, i);
+        bind(&b, &L->ln2_w, "%s%d.layer_norm2.weight", p, i);
+        bind(&b, &L->ln2_b, "%s%d.layer_norm2.bias", p, i);
+        bind(&b, &L->fc1_w, "%s%d.mlp.fc1.weight", p, i);
+        bind(&b, &L->fc1_b, "%s%d.mlp.fc1.bias", p, i);
+        bind(&b, &L->fc2_w, "%s%d.mlp.fc2.weight", p, i);
+        bind(&b, &L->fc2_b, "%s%d.mlp.fc2.bias", p, i);
+    }
+    bind(&b, &m->final_ln_w, "final_layer_norm.weight");
+    bind(&b, &m->final_ln_b, "final_layer_norm.bias");
+    return bind_end(m, &b);
+}
+
+/* conditioner.embedders.1.model.* (open_clip TextTransformer): q, k, v are the
+ * row blocks of attn.in_proj_weight/bias, in that order (torch
+ * nn.MultiheadAttention); text_projection is applied as x @ P. */
+int sd_clip_bind_g(sd_clip *m, const st_file *f, const sdxl_te_hparams *hp, char *err, size_t errlen)
+{
+    binder b;
+    if (bind_begin(m, hp, &b, f, "conditioner.embedders.1.model.", err, errlen)) return -1;
+    int64_t w = hp->width;
+    bind(&b, &m->token_embedding, "token_embedding.weight");
+    bind(&b, &m->position_embedding, "positional_embedding");
+    for (int i = 0; i < hp->layers; i++) {
+        sd_clip_layer *L = &m->layers[i];
+        sd_weight in_w, in_b;
+        const char *p = "transformer.resblocks.";
+        bind(&b, &L->ln1_w, "%s%d.ln_1.weight", p, i);
+        bind(&b, &L->ln1_b, "%s%d.ln_1.bias", p, i);
+        bind(&b, &in_w, "%s%d.attn.in_proj_weight", p, i);
+        bind(&b, &in_b, "%s%d.attn.in_proj_bias", p, i);
+        bind(&b, &L->out_w, "%s%d.attn.out_proj.weight", p, i);
+        bind(&b, &L->out_b, "%s%d.attn.out_proj.bias", p, i);
+        bind(&b, &L->ln2_w, "%s%d.ln_2.weight", p, i);
+        bind(&b, &L->ln2_b, "%s%d.ln_2.bias", p, i);
+        bind(&b, &L->fc1_w, "%s%d.mlp.c_fc.weight", p, i);
+        bind(&b, &L->fc1_b, "%s%d.mlp.c_fc.bias", p, i);
+        bind(&b, &L->fc2_w, "%s%d.mlp.c_proj.weight", p, i);
+        bind(&b, &L->fc2_b, "%s%d.mlp.c_proj.bias", p, i);
+        if (b.failed) break;
+        L->q_w = row_block(&in_w, 0, w), L->k_w = row_block(&in_w, w, w), L->v_w = row_block(&in_w, 2 * w, w);
+        L->q_b = row_block(&in_b, 0, w), L->k_b = row_block(&in_b, w, w), L->v_b = row_block(&in_b, 2 * w, w);
+    }
+    bind(&b, &m->final_ln_w, "ln_final.weight");
+    bind(&b, &m->final_ln_b, "ln_final.bias");
+    bind(&b, &m->projection, "text_projection");
+    return bind_end(m, &b);
+}
+
+void sd_clip_release(sd_clip *m)
+{
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}
+
+/* Per-layer activations, allocated once per forward pass. */
+typedef struct {
+    sd_tensor *h, *q, *k, *v, *a, *f;
+} clip_scratch;
+
+/* x += out_proj(attn(LN1(x)));  x += fc2(act(fc1(LN2(x))))  (pre-LN block). */
+static void layer_forward(sd_backend *be, const sd_clip *m, const sd_clip_layer *L, sd_tensor *x,
+                          const clip_scratch *s)
+{
+    sd_act act = m->hp.act == SDXL_ACT_GELU ? SD_ACT_GELU : SD_ACT_QUICK_GELU;
+    sd_layer_norm(be, s->h, x, CLIP_LN_EPS, &L->ln1_w, &L->ln1_b);
+    sd_linear(be, s->q, s->h, &L->q_w, &L->q_b);
+    sd_linear(be, s->k, s->h, &L->k_w, &L->k_b);
+    sd_linear(be, s->v, s->h, &L->v_w, &L->v_b);
+    sd_attention(be, s->a, s->q, s->k, s->v, m->hp.heads, 1);
+    sd_linear(be, s->h, s->a, &L->out_w, &L->out_b);
+    sd_add(be, x, x, s->h);
+    sd_layer_norm(be, s->h, x, CLIP_LN_EPS, &L->ln2_w, &L->ln2_b);
+    sd_linear(be, s->f, s->h, &L->fc1_w, &L->fc1_b);
+    sd_act_apply(be, s->f, s->f, act);
+    sd_linear(be, s->h, s->f, &L->fc2_w, &L->fc2_b);
+    sd_add(be, x, x, s->h);
+}
+
+/* Index of the first largest id: the first EOS, since EOS is the largest id
+ * (transformers' and open_clip's argmax rule). */
+static int eos_index(const int32_t *ids, int n, int32_t eos)
+{
+    int best = 0;
+    for (int i = 0; i < n; i++) {
+        if (ids[i] == eos) return i;
+        if (ids[i] > ids[best]) best = i;
+    }
+    return best;
+}
+
+/* pooled[b] = final_LN(x)[b, eos_b] @ P, on the host (a few small rows). */
+static int project_pooled(sd_backend *be, const sd_clip *m, const sd_tensor *x, const int32_t *ids, int batch,
+                          int32_t eos, float *pooled)
+{
+    const sdxl_te_hparams *hp = &m->hp;
+    int64_t n = hp->positions, w = hp->width, p = hp->projection_dim;
+    sd_tensor *ln = sd_new3(be, batch, n, w);
+    sd_layer_norm(be, ln, x, CLIP_LN_EPS, &m->final_ln_w, &m->final_ln_b);
+    float *rows = malloc(sizeof(float) * (size_t)(batch * n * w));
+    float *proj = malloc(sizeof(float) * (size_t)(w * p));
+    int rc = (!rows || !proj || sd_tensor_download(be, ln, rows)) ? -1 : 0;
+    if (rc == 0) {
+        sd_widen(m->projection.dtype, m->projection.data, 0, (size_t)(w * p), proj);
+        for (int b = 0; b < batch; b++) {
+            const float *row = rows + ((size_t)b * n + eos_index(ids + b * n, (int)n, eos)) * w;
+            for (int64_t j = 0; j < p; j++) {
+                float acc = 0.0f;
+                for (int64_t k = 0; k < w; k++) acc += row[k] * proj[k * p + j];
+                pooled[b * p + j] = acc;
+            }
+        }
+    }
+    free(rows);
+    free(proj);
+    sd_tensor_free(be, ln);
+    return rc;
+}
+
+int sd_clip_forward(sd_backend *be, const sd_clip *m, const int32_t *ids, int batch, int layer, int32_t eos,
+                    sd_tensor *hidden, float *pooled)
+{
+    const sdxl_te_hparams *hp = &m->hp;
+    if (layer < 1 || layer > hp->layers || (pooled && !m->projection.data))
+        return -1;
+    int64_t n = hp->positions, w = hp->width;
+    int last = pooled ? hp->layers : layer;
+
+    sd_tensor *x = sd_new3(be, batch, n, w), *pos = sd_new2(be, n, w);
+    sd_embedding(be, x, &m->token_embedding, ids, (int64_t)batch * n);
+    sd_load_weight(be, pos, &m->position_embedding);
+    sd_add(be, x, x, pos);
+    sd_tensor_free(be, pos);
+
+    clip_scratch s = {
+        .h = sd_new3(be, batch, n, w), .q = sd_new3(be, batch, n, w), .k = sd_new3(be, batch, n, w),
+        .v = sd_new3(be, batch, n, w), .a = sd_new3(be, batch, n, w), .f = sd_new3(be, batch, n, hp->intermediate),
+    };
+    for (int l = 0; l < last; l++) {
+        layer_forward(be, m, &m->layers[l], x, &s);
+        if (l + 1 == layer) sd_copy(be, hidden, x);
+    }
+    sd_tensor *all[] = {s.h, s.q, s.k, s.v, s.a, s.f};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) sd_tensor_free(be, all[i]);
+
+    int rc = sd_backend_error(be) ? -1 : 0;
+    if (rc == 0 && pooled) rc = project_pooled(be, m, x, ids, batch, eos, pooled);
+    sd_tensor_free(be, x);
+    return rc == 0 && !sd_backend_error(be) ? 0 : -1;
+}
