@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "json_assert.h"
 #include "runpod/stop.h"
@@ -117,6 +119,31 @@ static void embedded_nul_and_exact_length(void **state)
     assert_int_equal(r.kind, RP_TAKE_INVALID);
 }
 
+/* The body placed right before an inaccessible page: any read past `len`
+ * crashes, instrumented or not (upstream cJSON 1.7.15 reads one byte past a
+ * buffer that ends after a ',' in an object; found by fuzz/fuzz_job.c). */
+static void never_reads_past_the_body(void **state)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    char *mem = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(mem != MAP_FAILED);
+    assert_int_equal(mprotect(mem + page, (size_t)page, PROT_NONE), 0);
+    const char *bodies[] = {"{\"id\":\"local2j\x1e\x1e\xe2\xe9\",", "{\"id\":\"abc", "[\"", "{\"id\":\"a\",\"input\":{}} ", "tru", "-1e"};
+    for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+        size_t len = strlen(bodies[i]);
+        char *at = mem + page - len;
+        memcpy(at, bodies[i], len);
+        rp_take_result r;
+        rp_parse_take_response(200, "application/json", at, len, &r);
+        assert_int_equal(r.kind, i == 3 ? RP_TAKE_JOBS : RP_TAKE_INVALID);
+        rp_take_result_free(&r);
+        cJSON *job;
+        rp_parse_local_job(at, len, &job);
+        cJSON_Delete(job);
+    }
+    munmap(mem, (size_t)page * 2);
+}
+
 static void what_the_take_loop_does_next(void **state)
 {
     assert_int_equal(rp_take_next_step(RP_HTTP_OK, RP_TAKE_JOBS), RP_NEXT_NOW);
@@ -188,6 +215,7 @@ int main(void)
         cmocka_unit_test(job_without_id_or_input),
         cmocka_unit_test(batch_array),
         cmocka_unit_test(embedded_nul_and_exact_length),
+        cmocka_unit_test(never_reads_past_the_body),
         cmocka_unit_test(what_the_take_loop_does_next),
         cmocka_unit_test(stop_channel_answers),
         cmocka_unit_test(local_test_jobs),

@@ -5,18 +5,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Upstream cJSON 1.7.15 reads one byte past `length` when the buffer ends
+ * right after a ',' in an object (found by fuzz/fuzz_job.c built with cJSON
+ * from source; Debian's patched 1.7.15 does not), so cJSON always gets a
+ * NUL-terminated copy, whatever version the build links. */
 cJSON *rp_json_parse_exact(const char *text, size_t len)
 {
     if (!text || !len) return NULL;
+    char *copy = malloc(len + 1);
+    if (!copy) return NULL;
+    memcpy(copy, text, len);
+    copy[len] = 0;
     const char *end = NULL;
-    cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!v) return NULL;
-    for (const char *p = end; p && p < text + len; p++) {
+    cJSON *v = cJSON_ParseWithLengthOpts(copy, len, &end, 0);
+    for (const char *p = end; v && p && p < copy + len; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
             cJSON_Delete(v);
-            return NULL;
+            v = NULL;
         }
     }
+    free(copy);
     return v;
 }
 

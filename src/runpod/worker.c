@@ -162,6 +162,7 @@ static int enqueue(worker *w, cJSON *json)
     rp_job_sink sink = {.progress = on_progress, .chunk = on_chunk, .ctx = sl};
     sl->job = rp_job_new(json, &sink);
     rp_tracker_add(w->tracker, sl->job->id, sl->job);
+    rp_log(RP_LOG_DEBUG, sl->job->id, "Job Queued"); /* before a handler thread may own it */
     pthread_mutex_lock(&w->lock);
     if (w->tail) w->tail->next = sl;
     else w->head = sl;
@@ -169,7 +170,6 @@ static int enqueue(worker *w, cJSON *json)
     int queued = ++w->queued;
     pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->lock);
-    rp_log(RP_LOG_DEBUG, sl->job->id, "Job Queued");
     return queued;
 }
 

@@ -3,10 +3,18 @@
 
 #include <time.h>
 
+/* Sleeps until a monotonic deadline (not a count of steps, which stretches
+ * under load), polling the cancelled flag every 10 ms. */
 static void sleep_cancellable(rp_job *job, int ms)
 {
-    struct timespec step = {0, 10 * 1000000L};
-    for (int t = 0; t < ms && !rp_job_cancelled(job); t += 10) nanosleep(&step, NULL);
+    struct timespec now, step = {0, 10 * 1000000L};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double deadline = (double)now.tv_sec + now.tv_nsec / 1e9 + ms / 1000.0;
+    while (!rp_job_cancelled(job)) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)now.tv_sec + now.tv_nsec / 1e9 >= deadline) break;
+        nanosleep(&step, NULL);
+    }
 }
 
 cJSON *rpt_script_handler(rp_job *job, void *ctx)
