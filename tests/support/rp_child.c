@@ -47,8 +47,7 @@ pid_t rpc_spawn(const rpc_spec *spec)
     if (spec->setup) spec->setup(spec->arg);
     char *fallback[] = {"sdxl-worker", NULL};
     int rc = rp_serverless_start(spec->cfg, spec->argv ? spec->argc : 1, spec->argv ? spec->argv : fallback);
-    fflush(NULL);
-    _exit(rc);
+    exit(rc); /* not _exit: in sanitizer builds LeakSanitizer then checks the child too */
 }
 
 int rpc_wait(pid_t pid, int timeout_ms)
