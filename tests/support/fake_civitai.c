@@ -49,6 +49,7 @@ struct fake_civitai {
     int n_tokens;
     unsigned token_counter;
     int transfers;      /* storage requests that started sending bytes */
+    bool hold;          /* storage bodies wait while set */
     fc_request requests[MAX_REQUESTS];
     size_t n_requests;
 };
@@ -346,6 +347,13 @@ typedef struct {
 static ssize_t read_block(void *cls, uint64_t pos, char *buf, size_t max)
 {
     transfer *t = cls;
+    for (;;) {
+        pthread_mutex_lock(&t->fc->lock);
+        bool hold = t->fc->hold;
+        pthread_mutex_unlock(&t->fc->lock);
+        if (!hold) break;
+        usleep(2000);
+    }
     size_t at = t->start + (size_t)pos;
     if (at >= t->end) return MHD_CONTENT_READER_END_OF_STREAM;
     if (at >= t->cut_at) return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -515,6 +523,13 @@ void fc_add_version(fake_civitai *fc, const fc_version *v)
 }
 
 fc_script_t *fc_script(fake_civitai *fc) { return &fc->script; }
+
+void fc_hold_storage(fake_civitai *fc, bool hold)
+{
+    pthread_mutex_lock(&fc->lock);
+    fc->hold = hold;
+    pthread_mutex_unlock(&fc->lock);
+}
 const char *fc_civitai_origin(const fake_civitai *fc) { return fc->civ_origin; }
 const char *fc_storage_origin(const fake_civitai *fc) { return fc->sto_origin; }
 

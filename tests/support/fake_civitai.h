@@ -55,6 +55,7 @@ typedef struct {
     int throttle_ms_per_64k;   /* storage sleeps this long per 64 KiB block */
 } fc_script_t;
 
+
 typedef struct {
     char server[8];   /* "civitai" or "storage" */
     char path[512];
@@ -74,6 +75,8 @@ fake_civitai *fc_start(const char *api_key);
 void fc_stop(fake_civitai *fc);
 void fc_add_version(fake_civitai *fc, const fc_version *v);
 fc_script_t *fc_script(fake_civitai *fc);
+/* While held, storage transfers are accepted but send no body bytes. */
+void fc_hold_storage(fake_civitai *fc, bool hold);
 /* "http://127.0.0.1:PORT" of each server. */
 const char *fc_civitai_origin(const fake_civitai *fc);
 const char *fc_storage_origin(const fake_civitai *fc);
