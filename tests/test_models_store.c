@@ -569,6 +569,22 @@ static void test_leftover_part_is_resumed_or_discarded(void **state)
     assert_int_equal(fc_storage_bytes(fx->fc) - before, fx->len);
     assert_non_null(strstr(fx->logs, "discarding"));
     models_paths_free(&(models_paths){.checkpoint = it});
+
+    /* a complete .part (stopped before the rename): the 416 for "bytes=<size>-" completes it */
+    add_version(fx, 1022, true);
+    e = entry(fx, 1022, NULL);
+    assert_int_equal(tu_write_file(fx->part, fx->data, fx->len), 0);
+    before = fc_storage_bytes(fx->fc);
+    assert_int_equal(run(fx, e, &it), 0);
+    assert_true(it.ok);
+    assert_file_is(fx->file, fx->data, fx->len);
+    assert_int_equal(fc_storage_bytes(fx->fc), before);
+    fc_request rq2[64];
+    n = fc_requests(fx->fc, rq2, 64);
+    assert_int_equal(rq2[n - 1].status, 416);
+    snprintf(want, sizeof want, "bytes=%zu-", fx->len);
+    assert_string_equal(rq2[n - 1].range, want);
+    models_paths_free(&(models_paths){.checkpoint = it});
 }
 
 static void test_server_ignoring_range_restarts_cleanly(void **state)

@@ -575,6 +575,14 @@ static int retry_wait(download *d, const char *why)
     return 0;
 }
 
+/* retry_wait, or the final error once the budget is spent. */
+static dl_status retry_or_give_up(download *d, const char *why, char *err, size_t errlen)
+{
+    if (retry_wait(d, why) == 0) return DL_OK;
+    snprintf(err, errlen, "%s: %s; gave up after %d tries", d->rq->label, why, d->tries);
+    return DL_ERR_NETWORK;
+}
+
 /* Handles one answer that is not body bytes; returns DL_OK to go on. */
 static dl_status handle_answer(download *d, CURLcode rc, bool at_origin, dl_result *res, char *err, size_t errlen)
 {
@@ -587,9 +595,7 @@ static dl_status handle_answer(download *d, CURLcode rc, bool at_origin, dl_resu
     if (rc != CURLE_OK || ((s == 200 || s == 206) && pf->total >= 0 && pf->have != (uint64_t)pf->total)) {
         snprintf(why, sizeof why, "network error from %s (%s) at byte %" PRIu64, origin,
                  rc != CURLE_OK ? curl_easy_strerror(rc) : "transfer ended early", pf->have);
-        if (retry_wait(d, why) == 0) return DL_OK;
-        snprintf(err, errlen, "%s: %s; gave up after %d tries", d->rq->label, why, d->tries);
-        return DL_ERR_NETWORK;
+        return retry_or_give_up(d, why, err, errlen);
     }
     if (s >= 300 && s < 400) {
         char *loc = NULL;
@@ -616,16 +622,12 @@ static dl_status handle_answer(download *d, CURLcode rc, bool at_origin, dl_resu
         if (part_reset(pf) != 0) { snprintf(err, errlen, "%s: %s", d->rq->part_path, strerror(errno)); return DL_ERR_DISK; }
         go_to(d, d->rq->url);
         snprintf(why, sizeof why, "HTTP 416 from %s", origin);
-        if (retry_wait(d, why) == 0) return DL_OK;
-        snprintf(err, errlen, "%s: %s; gave up after %d tries", d->rq->label, why, d->tries);
-        return DL_ERR_NETWORK;
+        return retry_or_give_up(d, why, err, errlen);
     }
     if (s == 429 || s >= 500) {
         snprintf(why, sizeof why, "HTTP %ld from %s", s, origin);
-        if (retry_wait(d, why) == 0) return DL_OK;
-        snprintf(err, errlen, "%s: %s; gave up after %d tries", d->rq->label, why, d->tries);
         res->http_from_origin = at_origin;
-        return DL_ERR_NETWORK;
+        return retry_or_give_up(d, why, err, errlen);
     }
     bool expired = s == 400 || s == 401 || s == 403 || s == 404 || s == 410;
     if (!at_origin && expired && ++d->refreshes <= d->o->max_url_refreshes) {
