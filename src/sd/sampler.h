@@ -1,0 +1,130 @@
+/* The sampler layer: names users type (A1111, ComfyUI, diffusers), the
+ * timestep/sigma plan of each sampler x schedule pair, and the sampling loops.
+ * Owner: the engine's denoising loop.
+ *
+ * Parity target: diffusers 0.42 schedulers with SDXL's scheduler config
+ * (scaled_linear 0.00085..0.012, timestep_spacing "leading", steps_offset 1)
+ * plus the options each pair needs, as StableDiffusionXLPipeline runs them
+ * (init_noise_sigma, scale_model_input, step). docs/samplers.md has the table
+ * name -> diffusers class and config.
+ *
+ * A sampler sees only two callbacks:
+ *   - the denoiser: eps for a model input x_in at timestep t (the float the
+ *     UNet receives, fractional for some schedules). The engine's denoiser
+ *     runs the UNet and applies CFG / guidance_rescale (sd/guidance.h).
+ *   - the noise source (stochastic samplers only): standard normal values for
+ *     the whole latent, one call per draw in diffusers' order. The engine
+ *     passes the image's own generator, the one that drew the initial latents,
+ *     so the sampler noise continues that stream (sd_batch_rng_randn).
+ * Both return 0 to go on; a positive value stops the run, and
+ * sd_sampler_run returns it (cancellation, model error).
+ *
+ * The latent is one flat fp32 array of n values (batch x 4 x h x w): every
+ * update is elementwise, in fp32, in diffusers' operation order. */
+#ifndef SDXL_SD_SAMPLER_H
+#define SDXL_SD_SAMPLER_H
+
+#include <stddef.h>
+
+typedef enum {
+    SD_SAMPLER_EULER = 0,
+    SD_SAMPLER_EULER_A,
+    SD_SAMPLER_HEUN,
+    SD_SAMPLER_DPM2,
+    SD_SAMPLER_DPM2_A,
+    SD_SAMPLER_DPMPP_2M,
+    SD_SAMPLER_DPMPP_2M_SDE,
+    SD_SAMPLER_DPMPP_3M_SDE,
+    SD_SAMPLER_LMS,
+    SD_SAMPLER_DDIM,
+    SD_SAMPLER_UNIPC,
+    SD_SAMPLER_LCM,
+    SD_SAMPLER_COUNT
+} sd_sampler_id;
+
+/* Schedule types. SGM Uniform and Simple run diffusers' "trailing" spacing
+ * (diffusers' documented equivalent) but keep their own label. */
+typedef enum {
+    SD_SCHEDULE_AUTOMATIC = 0, /* the sampler's A1111 default; resolved by parsing */
+    SD_SCHEDULE_LEADING,       /* diffusers' SDXL default ("normal", "discrete") */
+    SD_SCHEDULE_TRAILING,
+    SD_SCHEDULE_LINSPACE,      /* A1111 "Uniform" */
+    SD_SCHEDULE_KARRAS,
+    SD_SCHEDULE_EXPONENTIAL,
+    SD_SCHEDULE_BETA,
+    SD_SCHEDULE_SGM_UNIFORM,
+    SD_SCHEDULE_SIMPLE,
+    SD_SCHEDULE_COUNT
+} sd_schedule_type;
+
+typedef struct {
+    sd_sampler_id sampler;
+    sd_schedule_type schedule; /* never SD_SCHEDULE_AUTOMATIC after parsing */
+} sd_sampler_choice;
+
+/* Resolves a sampler name and an optional schedule name (NULL or "" means
+ * Automatic), case-insensitively:
+ *   - A1111 names ("DPM++ 2M", "Euler a"), their k_ aliases ("k_dpmpp_2m"),
+ *     ComfyUI names ("dpmpp_2m", "euler_ancestral"), diffusers class names
+ *     ("DPMSolverMultistepScheduler");
+ *   - legacy combined names ("DPM++ 2M Karras", "DPM++ 2M SDE Exponential"),
+ *     whose schedule must agree with an explicit one;
+ *   - schedule labels: Automatic, Normal/discrete/leading, trailing,
+ *     Uniform/linspace, Karras, Exponential, Beta, SGM Uniform, Simple.
+ * Automatic picks the sampler's A1111 default (Karras for DPM++ 2M, DPM2,
+ * DPM2 a; Exponential for the SDE samplers; diffusers' leading otherwise).
+ * Returns 0, or -1 with a one-line message in err: an unknown name lists the
+ * valid ones; a known but unsupported sampler or pair says why. */
+int sd_sampler_parse(const char *sampler, const char *schedule, sd_sampler_choice *out,
+                     char *err, size_t errlen);
+
+const char *sd_sampler_label(sd_sampler_id id);         /* A1111 name: "DPM++ 2M" */
+const char *sd_sampler_diffusers_class(sd_sampler_id id); /* "DPMSolverMultistepScheduler" */
+const char *sd_schedule_label(sd_schedule_type s);       /* A1111 label: "Karras" */
+int sd_sampler_is_stochastic(sd_sampler_id id);
+/* 1 if diffusers' class for the sampler supports the schedule. */
+int sd_sampler_supports(sd_sampler_id id, sd_schedule_type s);
+
+/* What a run will do: the timesteps passed to the model, one per model
+ * evaluation (Heun, DPM2 and DPM2 a evaluate 2N-1 times), and the scheduler's
+ * sigma array (diffusers' scheduler.sigmas; for DDIM and LCM, which have none,
+ * the sigma of each timestep then 0). */
+typedef struct {
+    sd_sampler_choice choice;
+    int steps;
+    int n_evals;
+    float *timesteps;     /* n_evals */
+    int n_sigmas;
+    float *sigmas;        /* n_sigmas */
+    float init_noise_sigma;
+} sd_plan;
+
+#define SD_MAX_STEPS 1000
+
+/* 0, or -1 with a message (steps out of 1..SD_MAX_STEPS, unsupported pair,
+ * out of memory). Free with sd_plan_free. */
+int sd_plan_make(const sd_sampler_choice *c, int steps, sd_plan *p, char *err, size_t errlen);
+void sd_plan_free(sd_plan *p);
+
+typedef int (*sd_eps_fn)(void *ctx, const float *x_in, float t, float *eps);
+typedef int (*sd_noise_fn)(void *ctx, float *out, size_t n);
+
+typedef struct {
+    size_t n;              /* floats in the latent */
+    sd_eps_fn eps;
+    void *eps_ctx;
+    sd_noise_fn noise;     /* required when sd_sampler_is_stochastic */
+    void *noise_ctx;
+} sd_sample_io;
+
+#define SD_SAMPLE_ENOMEM (-1)
+#define SD_SAMPLE_ENONOISE (-2)
+
+/* Runs the plan. x holds the initial noise, standard normal (txt2img: what
+ * the generator drew), and is first scaled by init_noise_sigma as the
+ * pipeline's prepare_latents does; on return it holds the final latents.
+ * Returns 0, a callback's positive value, SD_SAMPLE_ENONOISE (a stochastic
+ * sampler without a noise source) or SD_SAMPLE_ENOMEM. */
+int sd_sampler_run(const sd_plan *p, const sd_sample_io *io, float *x);
+
+#endif

@@ -1,0 +1,131 @@
+/* UniPC: diffusers UniPCMultistepScheduler (scheduling_unipc_multistep.py)
+ * with its defaults: solver_order 2, bh2, predict_x0, lower_order_final, the
+ * corrector on every step after the first, final sigma 0. VP space like
+ * DPM-Solver; init_noise_sigma 1, the model sees x unscaled.
+ * Per step i: x0_i from the model; if i > 0 the corrector UniC refines x
+ * with x0_i; then the predictor UniP steps to sigma_{i+1}. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sd/samplers/samplers.h"
+
+static void unipc_plan(sd_plan *p)
+{
+    double t[p->steps + 1], sigma[p->steps + 1];
+    int n = sd_multistep_schedule(p->choice.schedule, p->steps, t, sigma);
+    sd_plan_store(p, n, t, sigma);
+    p->init_noise_sigma = 1.0f;
+}
+
+typedef struct {
+    float alpha, sigma, lambda;
+} vp_point;
+
+static vp_point vp_at(float sigma)
+{
+    vp_point v;
+    v.alpha = 1.0f / sqrtf(sigma * sigma + 1.0f);
+    v.sigma = sigma * v.alpha;
+    v.lambda = logf(v.alpha) - logf(v.sigma);
+    return v;
+}
+
+/* The bh2 coefficients from t's and s0's sigmas: h_phi_1 = expm1(-h),
+ * B_h = expm1(-h), and b_k = h_phi_k k! / B_h for k = 1, 2. */
+typedef struct {
+    vp_point t, s0;
+    float h, h_phi_1, b_h, b[2];
+} unipc_coef;
+
+static unipc_coef coef_between(float sigma_t, float sigma_s0)
+{
+    unipc_coef c;
+    c.t = vp_at(sigma_t), c.s0 = vp_at(sigma_s0);
+    c.h = c.t.lambda - c.s0.lambda;
+    float hh = -c.h;
+    c.h_phi_1 = expm1f(hh);
+    c.b_h = expm1f(hh);
+    float h_phi_k = c.h_phi_1 / hh - 1.0f;
+    c.b[0] = h_phi_k * 1.0f / c.b_h;
+    h_phi_k = h_phi_k / hh - 0.5f;
+    c.b[1] = h_phi_k * 2.0f / c.b_h;
+    return c;
+}
+
+/* x_t_ = (s_t/s_s0) x - a_t h_phi_1 m0 */
+static inline float base_update(unipc_coef c, float x, float m0)
+{
+    return c.t.sigma / c.s0.sigma * x - c.t.alpha * c.h_phi_1 * m0;
+}
+
+/* multistep_uni_p_bh_update, order 1 or 2 (rhos_p = 0.5). */
+static void predictor(float *x, const float *m0, const float *m1, float sigma_s1, unipc_coef c,
+                      int order, size_t n)
+{
+    float cx = c.t.sigma / c.s0.sigma, c0 = c.t.alpha * c.h_phi_1, cb = c.t.alpha * c.b_h;
+    float rk = order == 2 ? (vp_at(sigma_s1).lambda - c.s0.lambda) / c.h : 1.0f;
+    for (size_t j = 0; j < n; j++) {
+        float xt = cx * x[j] - c0 * m0[j];
+        if (order == 2) xt = xt - cb * (0.5f * ((m1[j] - m0[j]) / rk));
+        x[j] = xt;
+    }
+}
+
+/* rhos_c = solve([[1, 1], [rk, 1]], b) for the order-2 corrector (diffusers
+ * calls torch.linalg.solve in fp32; solved here in double, then rounded). */
+static void solve_rhos(float rk, const float b[2], float rhos[2])
+{
+    double det = 1.0 - (double)rk;
+    rhos[0] = (float)(((double)b[0] - b[1]) / det);
+    rhos[1] = (float)(((double)b[1] - (double)rk * b[0]) / det);
+}
+
+/* multistep_uni_c_bh_update: x is the sample the last predictor started
+ * from, x_t the predicted sample (updated in place), m0 the x0 of the
+ * previous step, m1 the one before, model_t the x0 just computed. */
+static void corrector(float *x_t, const float *x, const float *m0, const float *m1,
+                      const float *model_t, float sigma_s1, unipc_coef c, int order, size_t n)
+{
+    float rhos[2] = {0.0f, 0.5f}, rk = 1.0f;
+    if (order == 2) {
+        rk = (vp_at(sigma_s1).lambda - c.s0.lambda) / c.h;
+        solve_rhos(rk, c.b, rhos);
+    }
+    float cb = c.t.alpha * c.b_h;
+    for (size_t j = 0; j < n; j++) {
+        float corr = order == 2 ? rhos[0] * ((m1[j] - m0[j]) / rk) + rhos[1] * (model_t[j] - m0[j])
+                                : rhos[1] * (model_t[j] - m0[j]);
+        x_t[j] = base_update(c, x[j], m0[j]) - cb * corr;
+    }
+}
+
+static int unipc_run(const sd_plan *p, const sd_sample_io *io, float *x)
+{
+    size_t n = io->n;
+    float *buf = sd_latents_alloc(io, 5);
+    if (!buf) return SD_SAMPLE_ENOMEM;
+    float *eps = buf, *last = buf + n, *m_new = buf + 2 * n;
+    float *m[2] = {buf + 3 * n, buf + 4 * n}; /* x0 of steps i-2, i-1 */
+    int N = p->n_evals, lower_order_nums = 0, this_order = 0, rc = 0;
+    for (int i = 0; i < N && !rc; i++) {
+        if ((rc = sd_eps(io, x, p->timesteps[i], eps))) break;
+        vp_point s = vp_at(p->sigmas[i]);
+        for (size_t j = 0; j < n; j++) m_new[j] = (x[j] - s.sigma * eps[j]) / s.alpha;
+        if (i > 0)
+            corrector(x, last, m[1], m[0], m_new, i >= 2 ? p->sigmas[i - 2] : 0.0f,
+                      coef_between(p->sigmas[i], p->sigmas[i - 1]), this_order, n);
+        float *oldest = m[0];
+        m[0] = m[1], m[1] = m_new, m_new = oldest;
+        this_order = N - i < 2 ? N - i : 2;
+        if (this_order > lower_order_nums + 1) this_order = lower_order_nums + 1;
+        memcpy(last, x, n * sizeof(float));
+        predictor(x, m[1], m[0], i >= 1 ? p->sigmas[i - 1] : 0.0f,
+                  coef_between(p->sigmas[i + 1], p->sigmas[i]), this_order, n);
+        if (lower_order_nums < 2) lower_order_nums++;
+    }
+    free(buf);
+    return rc;
+}
+
+const sd_sampler_ops sd_unipc_ops = {unipc_plan, unipc_run};
