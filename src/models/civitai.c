@@ -214,7 +214,15 @@ static void parse_file(const cJSON *f, civitai_file *out)
 int civitai_parse_version(const char *json, size_t len, civitai_version *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    char *text = malloc(len + 1); /* upstream cJSON 1.7.15 may read one byte past `len` */
+    if (!text) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(text, json, len);
+    text[len] = 0;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         snprintf(err, errlen, "the model-versions answer is not a JSON object");

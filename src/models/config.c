@@ -211,9 +211,15 @@ int models_config_parse(const char *json, size_t len, const char *base_dir,
                         models_config *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root) return fail(err, errlen, "not valid JSON (near byte %ld)",
-                           cJSON_GetErrorPtr() ? (long)(cJSON_GetErrorPtr() - json) : 0L);
+    /* upstream cJSON 1.7.15 may read one byte past `len`: give it a terminated copy */
+    char *text = malloc(len + 1);
+    if (!text) return fail(err, errlen, "out of memory");
+    memcpy(text, json, len);
+    text[len] = 0;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    long near = !root && cJSON_GetErrorPtr() ? (long)(cJSON_GetErrorPtr() - text) : 0L;
+    free(text);
+    if (!root) return fail(err, errlen, "not valid JSON (near byte %ld)", near);
     int rc = -1;
     if (!cJSON_IsObject(root)) {
         fail(err, errlen, "the top level must be an object with \"checkpoint\" and \"loras\"");
