@@ -105,8 +105,9 @@ static void child_setup(void *arg)
     }
 }
 
-/* Starts the server and waits for /health. */
-static server *start(const rp_config *cfg, bool realtime)
+/* Starts the server (with --rp_api_host=host when host is set) and waits
+ * for /health on 127.0.0.1. */
+static server *start(const rp_config *cfg, bool realtime, const char *host)
 {
     server *s = calloc(1, sizeof *s);
     s->port = free_port();
@@ -118,9 +119,11 @@ static server *start(const rp_config *cfg, bool realtime)
     static const char *rt_env[] = {env_port, "RUNPOD_ENDPOINT_ID=ep9", NULL};
     snprintf(env_port, sizeof env_port, "RUNPOD_REALTIME_PORT=%d", s->port);
     s->env = realtime ? rt_env : NULL;
-    char *argv[] = {"sdxl-worker", "--rp_serve_api", "--rp_api_port", s->port_arg, NULL};
+    char host_arg[64];
+    snprintf(host_arg, sizeof host_arg, "--rp_api_host=%s", host ? host : "127.0.0.1");
+    char *argv[] = {"sdxl-worker", "--rp_serve_api", "--rp_api_port", s->port_arg, host_arg, NULL};
     char *rt_argv[] = {"sdxl-worker", NULL};
-    rpc_spec spec = {.cfg = cfg, .argc = realtime ? 1 : 4, .argv = realtime ? rt_argv : argv,
+    rpc_spec spec = {.cfg = cfg, .argc = realtime ? 1 : 5, .argv = realtime ? rt_argv : argv,
                      .setup = child_setup, .arg = s, .stderr_path = s->log_path};
     s->pid = rpc_spawn(&spec);
     s->hooks = fq_start();
@@ -149,9 +152,10 @@ static void stop(server *s)
 static rp_config plain_cfg = {.handler = rpt_script_handler, .concurrency = 4};
 static rp_config gen_cfg = {.handler = rpt_script_handler, .generator = true};
 
-static int setup_plain(void **state) { *state = start(&plain_cfg, false); return 0; }
-static int setup_gen(void **state) { *state = start(&gen_cfg, false); return 0; }
-static int setup_realtime(void **state) { *state = start(&plain_cfg, true); return 0; }
+static int setup_plain(void **state) { *state = start(&plain_cfg, false, NULL); return 0; }
+static int setup_gen(void **state) { *state = start(&gen_cfg, false, NULL); return 0; }
+static int setup_realtime(void **state) { *state = start(&plain_cfg, true, NULL); return 0; }
+static int setup_localhost(void **state) { *state = start(&plain_cfg, false, "localhost"); return 0; }
 static int teardown(void **state) { stop(*state); return 0; }
 
 static bool is_test_id(const char *id)
@@ -430,6 +434,15 @@ static void realtime_route_and_mode(void **state)
     free(r.body);
 }
 
+/* "localhost" may resolve to ::1 first; the server still answers on 127.0.0.1. */
+static void localhost_binds_ipv4_loopback(void **state)
+{
+    server *s = *state;
+    reply r = call(s, "GET", "/health", NULL, 0);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -445,7 +458,9 @@ int main(void)
     };
     const struct CMUnitTest gen_tests[] = {cmocka_unit_test(generator_runsync_run_stream)};
     const struct CMUnitTest rt_tests[] = {cmocka_unit_test(realtime_route_and_mode)};
+    const struct CMUnitTest host_tests[] = {cmocka_unit_test(localhost_binds_ipv4_loopback)};
     int failed = cmocka_run_group_tests_name("devapi", plain_tests, setup_plain, teardown);
+    failed += cmocka_run_group_tests_name("devapi_localhost", host_tests, setup_localhost, teardown);
     failed += cmocka_run_group_tests_name("devapi_generator", gen_tests, setup_gen, teardown);
     failed += cmocka_run_group_tests_name("realtime", rt_tests, setup_realtime, teardown);
     curl_global_cleanup();

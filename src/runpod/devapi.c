@@ -51,6 +51,10 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, cJSON *b
 {
     char *text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
+    if (!text) { /* out of memory while serialising a huge output */
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        text = strdup("{\"detail\":\"Internal Server Error\"}");
+    }
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     enum MHD_Result ret = MHD_queue_response(c, status, r);
@@ -462,11 +466,14 @@ static struct MHD_Daemon *listen_on(devapi *d, const char *host, int port)
 {
     char service[16];
     snprintf(service, sizeof service, "%d", port);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
-    if (getaddrinfo(host, service, &hints, &ai) != 0 || !ai) {
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *list = NULL;
+    if (getaddrinfo(host, service, &hints, &list) != 0 || !list) {
         rp_error("Cannot resolve API host %s.", host);
         return NULL;
     }
+    struct addrinfo *ai = list; /* an IPv4 address when there is one ("localhost") */
+    for (struct addrinfo *p = list; p; p = p->ai_next)
+        if (p->ai_family == AF_INET) { ai = p; break; }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *daemon = MHD_start_daemon(
@@ -477,7 +484,7 @@ static struct MHD_Daemon *listen_on(devapi *d, const char *host, int port)
         MHD_OPTION_CONNECTION_LIMIT, 256u,
         MHD_OPTION_CONNECTION_TIMEOUT, 120u,
         MHD_OPTION_END);
-    freeaddrinfo(ai);
+    freeaddrinfo(list);
     return daemon;
 }
 
