@@ -167,6 +167,16 @@ static const refused_info *find_refused(const char *s, size_t len)
     return NULL;
 }
 
+/* A name from a job, fit for a one-line message: at most 64 bytes, control
+ * bytes shown as '?'. */
+static const char *shown(const char *s, size_t len, char buf[72])
+{
+    size_t n = len < 64 ? len : 64;
+    for (size_t i = 0; i < n; i++) buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    strcpy(buf + n, len > 64 ? "..." : "");
+    return buf;
+}
+
 static void list_samplers(char *buf, size_t cap)
 {
     size_t used = 0;
@@ -205,7 +215,7 @@ static int split_legacy(const char *s, size_t len, int *sampler, int *schedule)
 int sd_sampler_parse(const char *sampler, const char *schedule, sd_sampler_choice *out,
                      char *err, size_t errlen)
 {
-    char valid[512];
+    char valid[512], name[72];
     const char *s = sampler ? sampler : "";
     size_t len = strlen(s);
     trim(&s, &len);
@@ -213,12 +223,12 @@ int sd_sampler_parse(const char *sampler, const char *schedule, sd_sampler_choic
     if (id < 0 && !split_legacy(s, len, &id, &legacy)) {
         const refused_info *r = find_refused(s, len);
         if (r) {
-            snprintf(err, errlen, "sampler \"%.*s\" is not supported: %s", (int)len, s, r->why);
+            snprintf(err, errlen, "sampler \"%s\" is not supported: %s", shown(s, len, name), r->why);
             return -1;
         }
         list_samplers(valid, sizeof valid);
-        snprintf(err, errlen, "unknown sampler \"%.*s\"; valid samplers: %s (A1111, ComfyUI or "
-                 "diffusers names, any case)", (int)len, s, valid);
+        snprintf(err, errlen, "unknown sampler \"%s\"; valid samplers: %s (A1111, ComfyUI or "
+                 "diffusers names, any case)", shown(s, len, name), valid);
         return -1;
     }
     const char *q = schedule ? schedule : "";
@@ -227,14 +237,14 @@ int sd_sampler_parse(const char *sampler, const char *schedule, sd_sampler_choic
     int sched = qlen ? find_schedule(q, qlen) : SD_SCHEDULE_AUTOMATIC;
     if (sched < 0) {
         list_schedules(valid, sizeof valid);
-        snprintf(err, errlen, "unknown schedule type \"%.*s\"; valid schedule types: %s",
-                 (int)qlen, q, valid);
+        snprintf(err, errlen, "unknown schedule type \"%s\"; valid schedule types: %s",
+                 shown(q, qlen, name), valid);
         return -1;
     }
     if (legacy != SD_SCHEDULE_AUTOMATIC) {
         if (sched != SD_SCHEDULE_AUTOMATIC && sched != legacy) {
-            snprintf(err, errlen, "sampler \"%.*s\" names the %s schedule but the schedule type is "
-                     "\"%s\"", (int)len, s, schedules[legacy].label, schedules[sched].label);
+            snprintf(err, errlen, "sampler \"%s\" names the %s schedule but the schedule type is "
+                     "\"%s\"", shown(s, len, name), schedules[legacy].label, schedules[sched].label);
             return -1;
         }
         sched = legacy;
