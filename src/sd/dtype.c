@@ -5,6 +5,9 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 static const struct { const char *name; size_t size; } dtype_info[SD_DTYPE_COUNT] = {
     [SD_F32] = {"F32", 4},       [SD_F16] = {"F16", 2},         [SD_BF16] = {"BF16", 2},
@@ -73,12 +76,38 @@ float sd_f8e4m3_to_f32(uint8_t v)
 
 float sd_f8e5m2_to_f32(uint8_t v) { return sd_f16_to_f32((uint16_t)v << 8); }
 
+static void widen_f16_scalar(const uint16_t *s, size_t n, float *dst)
+{
+    for (size_t i = 0; i < n; i++) dst[i] = sd_f16_to_f32(s[i]);
+}
+
+#if defined(__x86_64__)
+/* The x86 F16C instruction converts 8 halves at once, exactly (only a
+ * signalling NaN comes out quieted, which weights never hold). */
+__attribute__((target("avx,f16c"))) static void widen_f16_f16c(const uint16_t *s, size_t n, float *dst)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    widen_f16_scalar(s + i, n - i, dst + i);
+}
+
+static void widen_f16(const uint16_t *s, size_t n, float *dst)
+{
+    static int has_f16c = -1;
+    if (has_f16c < 0) has_f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    if (has_f16c) widen_f16_f16c(s, n, dst);
+    else widen_f16_scalar(s, n, dst);
+}
+#else
+#define widen_f16 widen_f16_scalar
+#endif
+
 void sd_widen(sd_dtype t, const void *src, size_t offset, size_t n, float *dst)
 {
     switch (t) {
     case SD_F32: memcpy(dst, (const float *)src + offset, n * sizeof(float)); break;
-    case SD_F16: { const uint16_t *s = (const uint16_t *)src + offset;
-                   for (size_t i = 0; i < n; i++) dst[i] = sd_f16_to_f32(s[i]); } break;
+    case SD_F16: widen_f16((const uint16_t *)src + offset, n, dst); break;
     case SD_BF16: { const uint16_t *s = (const uint16_t *)src + offset;
                     for (size_t i = 0; i < n; i++) dst[i] = sd_bf16_to_f32(s[i]); } break;
     case SD_F8_E4M3: { const uint8_t *s = (const uint8_t *)src + offset;
