@@ -1,0 +1,50 @@
+/* The SDXL VAE (first_stage_model.* in LDM names, diffusers AutoencoderKL
+ * numerics), always in fp32 activations so no fp16-fix VAE is needed:
+ * decoder (post_quant_conv, mid block with attention, up blocks), encoder
+ * (for img2img), tiled decoding for large images in bounded memory, and the
+ * pixel post-processing of diffusers' VaeImageProcessor. Owner: the engine's
+ * latent <-> image conversion. Spec: sdxl-numerics-diffusers.md §1.6-1.7, §2.5. */
+#ifndef SDXL_SD_VAE_H
+#define SDXL_SD_VAE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sd/backend.h"
+#include "sd/checkpoint.h"
+#include "sd/safetensors.h"
+
+#define SD_VAE_SCALING_FACTOR 0.13025f /* SDXL; latents are divided by it before decoding */
+
+typedef struct sd_vae sd_vae;
+
+int sd_vae_bind(sd_vae **out, const st_file *f, const sdxl_vae_hparams *hp, char *err, size_t errlen);
+void sd_vae_free(sd_vae *v);
+
+/* image [B, 3, 8h, 8w] in [-1, 1]-ish = decoder(post_quant_conv(z)) where z
+ * [B, 4, h, w] are the latents ALREADY divided by the scaling factor. */
+int sd_vae_decode(sd_backend *be, const sd_vae *v, const sd_tensor *z, sd_tensor *image, char *err, size_t errlen);
+
+/* Tiled decode with overlapping tiles blended so seams do not show
+ * (diffusers AutoencoderKL.tiled_decode semantics or better); tile_latent is
+ * the tile edge in latent pixels (0: a default). Memory is bounded by the
+ * tile size, not the image size. */
+int sd_vae_decode_tiled(sd_backend *be, const sd_vae *v, const sd_tensor *z, sd_tensor *image, int tile_latent,
+                        char *err, size_t errlen);
+
+/* The encoder's posterior for image [B, 3, H, W] in [-1, 1]: mean and logvar
+ * [B, 4, H/8, W/8] (quant_conv applied). img2img samples
+ * z = mean + exp(0.5 * clamp(logvar, -30, 20)) * noise, then * scaling factor
+ * (diffusers DiagonalGaussianDistribution.sample), noise from the job's RNG. */
+int sd_vae_encode(sd_backend *be, const sd_vae *v, const sd_tensor *image, sd_tensor *mean, sd_tensor *logvar,
+                  char *err, size_t errlen);
+
+/* diffusers VaeImageProcessor.postprocess to 8-bit RGB: per value
+ * clamp(x * 0.5 + 0.5, 0, 1) * 255 rounded half to even; CHW planes of one
+ * image -> interleaved HWC bytes. */
+void sd_vae_to_rgb8(const float *chw, int height, int width, uint8_t *rgb);
+/* The inverse for img2img inputs: RGB8 HWC -> CHW in [-1, 1] (x / 127.5 - 1,
+ * as VaeImageProcessor.preprocess: x / 255 * 2 - 1). */
+void sd_vae_from_rgb8(const uint8_t *rgb, int height, int width, float *chw);
+
+#endif
