@@ -141,7 +141,19 @@ static void test_lora_tags_are_cut_out(void **state)
     assert_true(p.networks[2].te_multiplier == 1.0 && p.networks[2].unet_multiplier == 0.3);
     sd_prompt_free(&p);
 
-    char err[256];
+    char err[256], *text;
+    size_t text_len, n;
+    sd_extra_network *nets;
+    const char *two = "a<hypernet:h:2>b<lora:c:0.5:te=0.25>";
+    assert_int_equal(sd_prompt_strip_extra_networks(two, strlen(two), &text, &text_len, &nets, &n, err, sizeof err), 0);
+    assert_string_equal(text, "ab");
+    assert_int_equal(n, 2);
+    assert_string_equal(nets[0].kind, "hypernet");
+    assert_true(nets[0].te_multiplier == 1.0); /* only lora/lyco read multipliers */
+    assert_true(nets[1].te_multiplier == 0.25 && nets[1].unet_multiplier == 0.25); /* te= wins */
+    sd_extra_networks_free(nets, n);
+    free(text);
+
     const char *bad = "<lora:x:strong>";
     assert_int_equal(sd_prompt_prepare(tok, bad, strlen(bad), NULL, &p, err, sizeof err), -1);
     assert_non_null(strstr(err, "<lora:x:strong>"));

@@ -297,7 +297,7 @@ static size_t attention_step(attention *a, const uint32_t *cp, size_t n, size_t 
     size_t num, num_len, len;
     if (c == '\\') { /* \( \) \[ \] \\ keep the character; a lone \ is dropped */
         bool esc = i + 1 < n && is_escapable(cp[i + 1]);
-        if (add_item(a, cp + i + 1, esc ? 1 : 0, 1.0)) return oom(err, errlen), 0;
+        if (add_item(a, cp + i + 1, esc ? 1 : 0, 1.0)) { oom(err, errlen); return 0; }
         return esc ? 2 : 1;
     }
     if (c == '(') return open_bracket(a, a->round, &a->n_round, err, errlen) ? 0 : 1;
@@ -318,7 +318,7 @@ static size_t attention_step(attention *a, const uint32_t *cp, size_t n, size_t 
     if (c == ':') len = len ? len : 1;                   /* a weight without "(" is text too */
     else if (c == ')' || c == ']') len = 1;
     else for (len = 0; i + len < n && !is_syntax(cp[i + len]); len++) {}
-    if (add_text(a, cp + i, len)) return oom(err, errlen), 0;
+    if (add_text(a, cp + i, len)) { oom(err, errlen); return 0; }
     return len;
 }
 
