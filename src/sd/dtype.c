@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -95,7 +96,10 @@ __attribute__((target("avx,f16c"))) static void widen_f16_f16c(const uint16_t *s
 static void widen_f16(const uint16_t *s, size_t n, float *dst)
 {
     static int has_f16c = -1;
-    if (has_f16c < 0) has_f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    if (has_f16c < 0) {
+        unsigned a, b, c, d;
+        has_f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && __builtin_cpu_supports("avx");
+    }
     if (has_f16c) widen_f16_f16c(s, n, dst);
     else widen_f16_scalar(s, n, dst);
 }
