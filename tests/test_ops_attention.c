@@ -88,36 +88,38 @@ static const attn_case cases[] = {
     {1, 300, 300, 1, 64, 64, 0, 12.0f, 1e-4},
 };
 
-static void run_cases(sd_backend *be)
+/* Runs the cases with at most max_n queries (tiny tiles make the long ones slow). */
+static void run_cases(sd_backend *be, int64_t max_n)
 {
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_attention(be, &cases[i], 11u + (uint32_t)i);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        if (cases[i].nq <= max_n) check_attention(be, &cases[i], 11u + (uint32_t)i);
     assert_null(sd_backend_error(be));
 }
 
 static void test_attention_matches_naive_reference(void **state)
 {
     sd_backend *be = sd_backend_cpu_new(NULL);
-    run_cases(be);
+    run_cases(be, 1000);
     sd_backend_free(be);
 }
 
 static void test_attention_with_tiny_tiles_matches_reference(void **state)
 {
     sd_backend *be = sd_backend_cpu_new(&(sd_cpu_options){.attn_q_block = 5, .attn_k_block = 7});
-    run_cases(be);
+    run_cases(be, 300);
     sd_backend_free(be);
 }
 
 static void test_attention_memory_is_tile_sized(void **state)
 {
     /* 1000 x 1000 scores would be 4 MB per head; the tiles need
-     * threads * (128*256 + 128*8 + 2*128) floats, about 135 KB per thread. */
+     * threads * (128*512 + 128*8 + 2*128) floats, about 265 KB per thread. */
     sd_backend *be = sd_backend_cpu_new(&(sd_cpu_options){.threads = 2});
     sd_backend_reset_peak(be);
     check_attention(be, &cases[3], 5);
     sd_mem_stats m;
     sd_backend_mem(be, &m);
-    assert_true(m.scratch_bytes < (size_t)2 * 140 * 1024);
+    assert_true(m.scratch_bytes < (size_t)2 * 270 * 1024);
     assert_true(m.scratch_bytes < (size_t)1000 * 1000 * sizeof(float));
     assert_true(m.peak_bytes <= m.scratch_bytes + 4 * (size_t)1000 * 16 * sizeof(float));
     sd_backend_free(be);

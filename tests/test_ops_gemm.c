@@ -1,4 +1,4 @@
-/* sd_linear, sd_conv2d, sd_load_weight and sd_embedding on the CPU backend
+/* sd_linear, sd_matmul, sd_conv2d, sd_load_weight and sd_embedding on the CPU backend
  * against naive double-accumulating references written here, on odd shapes
  * and with weights stored as F32 (aligned and not), F16, BF16 and F8. Conv is
  * also run with tiny im2col tiles so that every tiling path (one row per
@@ -65,6 +65,58 @@ static void test_linear_matches_reference_in_every_dtype(void **state)
     }
     check_linear(be, 2, (const int64_t[]){130, 300}, 129, SD_F16, 1, 0, 5u);
     assert_null(sd_backend_error(be));
+    sd_backend_free(be);
+}
+
+static void test_matmul_uses_the_kn_orientation(void **state)
+{
+    /* OpenCLIP's text_projection P [K, N] is applied as x @ P: sd_matmul must
+     * equal sd_linear on P^T, and differ from sd_linear on P itself. */
+    sd_backend *be = sd_backend_cpu_new(NULL);
+    for (size_t d = 0; d < sizeof all_dtypes / sizeof *all_dtypes; d++) {
+        uint32_t seed = 40u + (uint32_t)d;
+        int64_t m = 3, k = 9, n = 5;
+        float *x = or_random_new(&seed, (size_t)(m * k), -1, 1);
+        or_weight p = or_weight_random(&seed, all_dtypes[d], 2, (const int64_t[]){k, n}, -1, 1);
+        or_weight b = or_weight_random(&seed, all_dtypes[d], 1, (const int64_t[]){n}, -1, 1);
+        float *pt = malloc((size_t)(n * k) * sizeof *pt);   /* P^T, [N, K] */
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < n; j++) pt[j * k + i] = p.ref[i * n + j];
+        sd_tensor *tx = or_tensor(be, 2, (const int64_t[]){m, k}, x), *ty = sd_new2(be, m, n);
+        assert_int_equal(sd_matmul(be, ty, tx, &p.w, &b.w), 0);
+        float *got = or_download(be, ty);
+        double *ref = ref_linear(x, pt, b.ref, m, n, k);
+        assert_true(or_rel_err(got, ref, (size_t)(m * n), 1e-30) <= TOL);
+        or_expect_error(be, sd_linear(be, ty, tx, &p.w, NULL), "do not match");
+        free(x), free(pt), free(got), free(ref);
+        or_weight_free(&p), or_weight_free(&b);
+        sd_tensor_free(be, tx), sd_tensor_free(be, ty);
+    }
+    sd_backend_free(be);
+}
+
+static void test_linear_rejects_mismatched_shapes(void **state)
+{
+    sd_backend *be = sd_backend_cpu_new(NULL);
+    uint32_t seed = 6;
+    or_weight w = or_weight_random(&seed, SD_F16, 2, (const int64_t[]){4, 6}, -1, 1);
+    or_weight k3 = or_weight_random(&seed, SD_F16, 4, (const int64_t[]){4, 6, 3, 3}, -1, 1);
+    or_weight b = or_weight_random(&seed, SD_F16, 1, (const int64_t[]){6}, -1, 1);
+    sd_tensor *x = sd_new3(be, 2, 3, 6), *y = sd_new3(be, 2, 3, 4), *y2 = sd_new3(be, 3, 2, 4);
+    assert_int_equal(sd_fill(be, x, 1.0f), 0);
+    or_expect_error(be, sd_linear(be, y2, x, &w.w, NULL), "x [2,3,6], test.weight [4,6] and y [3,2,4] do not match");
+    or_expect_error(be, sd_linear(be, y, x, &k3.w, NULL), "is not a 2-D weight");
+    or_expect_error(be, sd_linear(be, y, x, &w.w, &b.w), "must be [4]");
+    or_expect_error(be, sd_linear(be, x, x, &w.w, NULL), "alias");
+    sd_weight bad = w.w;
+    bad.dtype = (sd_dtype)99;
+    or_expect_error(be, sd_linear(be, y, x, &bad, NULL), "unknown dtype");
+    bad = w.w;
+    bad.data = NULL;
+    or_expect_error(be, sd_linear(be, y, x, &bad, NULL), "weight missing");
+    assert_int_equal(sd_linear(be, y, x, &w.w, NULL), 0);
+    or_weight_free(&w), or_weight_free(&k3), or_weight_free(&b);
+    sd_tensor_free(be, x), sd_tensor_free(be, y), sd_tensor_free(be, y2);
     sd_backend_free(be);
 }
 
@@ -225,6 +277,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear_matches_reference_in_every_dtype),
+        cmocka_unit_test(test_matmul_uses_the_kn_orientation),
+        cmocka_unit_test(test_linear_rejects_mismatched_shapes),
         cmocka_unit_test(test_linear_reads_unaligned_f32_weights),
         cmocka_unit_test(test_conv2d_matches_reference),
         cmocka_unit_test(test_conv2d_row_tiles_match_reference),

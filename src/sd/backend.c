@@ -231,32 +231,39 @@ int sd_load_weight(sd_backend *be, sd_tensor *t, const sd_weight *w)
 
 /* ---- GEMM ops --------------------------------------------------------------- */
 
-/* W is [N, K] or [N, K, 1, 1] (a 1x1 conv kernel used as a linear). */
-static int linear_weight_dims(const sd_weight *w, int64_t *n, int64_t *k)
+/* 2-D, or for a linear [N, K, 1, 1] (a 1x1 conv kernel used as a linear). */
+static int is_matrix(const sd_weight *w, int allow_1x1_kernel)
 {
-    if (w->ndim == 2 || (w->ndim == 4 && w->shape[2] == 1 && w->shape[3] == 1)) {
-        *n = w->shape[0];
-        *k = w->shape[1];
-        return 0;
-    }
-    return -1;
+    return w->ndim == 2 || (allow_1x1_kernel && w->ndim == 4 && w->shape[2] == 1 && w->shape[3] == 1);
 }
 
-int sd_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b)
+/* linear / matmul: x [..., K] and y [..., N] around a 2-D weight; w_is_kn
+ * says whether W is [K, N] (matmul) or [N, K] (linear, also [N, K, 1, 1]). */
+static int check_linear(sd_backend *be, const char *op, sd_tensor *y, const sd_tensor *x, const sd_weight *w,
+                        const sd_weight *b, int w_is_kn)
 {
-    const char *op = "sd_linear";
-    int64_t n, k;
     if (ENTER(be, op, y, x) || need_distinct(be, op, y, x) || weight_ok(be, op, w)) return -1;
-    if (linear_weight_dims(w, &n, &k))
-        return sd_backend_fail(be, "%s: %s %s is not a linear weight", op, wname(w), wshape(w).s);
+    if (!is_matrix(w, !w_is_kn))
+        return sd_backend_fail(be, "%s: %s %s is not a 2-D weight", op, wname(w), wshape(w).s);
+    int64_t n = w->shape[w_is_kn ? 1 : 0], k = w->shape[w_is_kn ? 0 : 1];
     if (vector_ok(be, op, b, n)) return -1;
     int d = x->ndim - 1;
     int shape_match = y->ndim == x->ndim && x->shape[d] == k && y->shape[d] == n;
     for (int i = 0; i < d && shape_match; i++) shape_match = x->shape[i] == y->shape[i];
     if (!shape_match)
-        return sd_backend_fail(be, "%s: x %s, %s %s and y %s do not match (x[..., K] W[N, K]^T = y[..., N])", op,
-                               tshape(x).s, wname(w), wshape(w).s, tshape(y).s);
-    return be->ops->linear(be, y, x, w, b);
+        return sd_backend_fail(be, "%s: x %s, %s %s and y %s do not match (x[..., K] -> y[..., N], W %s)", op,
+                               tshape(x).s, wname(w), wshape(w).s, tshape(y).s, w_is_kn ? "[K, N]" : "[N, K]");
+    return be->ops->linear(be, y, x, w, b, w_is_kn);
+}
+
+int sd_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b)
+{
+    return check_linear(be, "sd_linear", y, x, w, b, 0);
+}
+
+int sd_matmul(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b)
+{
+    return check_linear(be, "sd_matmul", y, x, w, b, 1);
 }
 
 static int64_t conv_out_size(int64_t in, int k, int lo, int hi, int stride)

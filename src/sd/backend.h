@@ -70,10 +70,11 @@ typedef struct {
 /* CPU tunables; zero fields take the defaults. Tests shrink the tiles to
  * exercise tiling on small shapes; bench/ tunes them. */
 typedef struct {
-    int threads;               /* OpenMP/OpenBLAS threads; <= 0: OpenMP's default */
+    int threads;               /* > 0: also set as the process's OpenMP and OpenBLAS thread
+                                  counts; <= 0: OpenMP's default (OMP_NUM_THREADS or cores) */
     size_t conv_tile_bytes;    /* im2col tile budget (default SD_CPU_CONV_TILE_BYTES) */
     int attn_q_block;          /* attention query rows per tile (default 128) */
-    int attn_k_block;          /* attention key rows per tile (default 256) */
+    int attn_k_block;          /* attention key rows per tile (default 512) */
 } sd_cpu_options;
 
 #define SD_CPU_CONV_TILE_BYTES ((size_t)16 << 20)
@@ -124,6 +125,9 @@ static inline sd_tensor *sd_new4(sd_backend *be, int64_t a, int64_t b, int64_t c
  * a 1x1 conv used as a linear, as in the VAE attention); b is [N] or NULL.
  * x and y have the same leading dims. */
 int sd_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b);
+/* y[..., N] = x[..., K] W + b with W stored [K, N]: a weight kept in the
+ * x @ P orientation, e.g. OpenCLIP's text_projection (pooled = LN(x_eos) P). */
+int sd_matmul(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b);
 
 /* torch F.conv2d (groups 1, dilation 1) after F.pad(x, (left, right, top, bottom)):
  * x [B, Cin, H, W], w [Cout, Cin, kh, kw], b [Cout] or NULL,

@@ -24,7 +24,9 @@ typedef struct sd_backend_ops {
     int (*download)(sd_backend *be, float *dst, const float *src, size_t n);
     int (*load_weight)(sd_backend *be, sd_tensor *t, const sd_weight *w);
 
-    int (*linear)(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b);
+    /* y = x W^T + b for W [N, K]; with w_is_kn, y = x W + b for W [K, N]. */
+    int (*linear)(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b,
+                  int w_is_kn);
     int (*conv2d)(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b,
                   const sd_conv_geom *g);
     int (*group_norm)(sd_backend *be, sd_tensor *y, const sd_tensor *x, int groups, float eps,

@@ -35,10 +35,14 @@ static void online_softmax_row(const attn_job *j, float *s, int64_t nkb, int64_t
         memset(s, 0, (size_t)nkb * sizeof(float));
         return;
     }
-    float mx = *m;
+    float mx = *m, sum = 0.0f;
+#pragma omp simd reduction(max : mx)
     for (int64_t c = 0; c < valid; c++) mx = s[c] > mx ? s[c] : mx;
-    float corr = expf(*m - mx), sum = 0.0f;
-    for (int64_t c = 0; c < valid; c++) sum += (s[c] = expf(s[c] - mx));
+    float corr = cpu_exp(*m - mx);
+#pragma omp simd
+    for (int64_t c = 0; c < valid; c++) s[c] = cpu_exp(s[c] - mx);
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < valid; c++) sum += s[c];
     for (int64_t c = valid; c < nkb; c++) s[c] = 0.0f;
     *l = *l * corr + sum;
     *m = mx;
@@ -90,6 +94,10 @@ int cpu_attention(sd_backend *be, sd_tensor *out, const sd_tensor *q, const sd_t
     float *scratch = cpu_scratch(be, CPU_SCRATCH_THREADS, per_thread * (size_t)st->threads);
     if (!scratch) return -1;
     int64_t qblocks = (j.nq + j.qb - 1) / j.qb, items = j.batch * heads * qblocks;
+    /* The pthreads build of OpenBLAS (if that is what got loaded) would wake
+     * its own pool from every tile's sgemm, ~10x slower: keep it serial here. */
+    int blas_threads = openblas_get_num_threads(), pthread_blas = openblas_get_parallel() == 1;
+    if (pthread_blas) openblas_set_num_threads(1);
 #pragma omp parallel num_threads(st->threads)
     {
         float *mine = scratch + per_thread * (size_t)omp_get_thread_num();
@@ -98,5 +106,6 @@ int cpu_attention(sd_backend *be, sd_tensor *out, const sd_tensor *q, const sd_t
         for (int64_t item = 0; item < items; item++)
             attend_block(&j, item / (heads * qblocks), item / qblocks % heads, item % qblocks * j.qb, &t);
     }
+    if (pthread_blas) openblas_set_num_threads(blas_threads);
     return 0;
 }

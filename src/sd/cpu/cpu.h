@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "sd/backend_impl.h"
 
@@ -42,7 +43,41 @@ void cpu_widen(sd_backend *be, const sd_weight *w, size_t offset, size_t n, floa
 /* Fails unless every value fits a BLAS int. */
 int cpu_blas_dims(sd_backend *be, const char *op, int n, const int64_t *dims);
 
-static inline float cpu_sigmoid_mul(float x, float k) { return x / (1.0f + expf(-k * x)); }
+static inline uint32_t cpu_bits(float f) { uint32_t u; memcpy(&u, &f, sizeof u); return u; }
+static inline float cpu_float(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
+/* mask ? a : b, bitwise (mask is all ones or all zeros). */
+static inline uint32_t cpu_select(uint32_t mask, uint32_t a, uint32_t b) { return (mask & a) | (~mask & b); }
+
+/* e^x in fp32 for loops that must vectorise (glibc's expf is a scalar call):
+ * x = n ln2 + r with a two-constant (Cody-Waite) ln2, n rounded by the
+ * 1.5 * 2^23 shifter, Cephes' degree-6 polynomial for e^r, n added to the
+ * exponent bits. Within 1 ulp of e^x (test_ops_exp); inf above 88.7228, 0
+ * below -87.3 (where e^x reaches the subnormals), NaN stays NaN. The range
+ * cases are integer masks, not branches: with the default -ftrapping-math
+ * GCC will not if-convert float compares, and a branch stops vectorisation. */
+static inline float cpu_exp(float x)
+{
+    const float lo = -87.3f, hi = 88.7228f, shifter = 12582912.0f;   /* 1.5 * 2^23 */
+    uint32_t ux = cpu_bits(x);
+    uint32_t nan = 0u - (uint32_t)((ux & 0x7fffffffu) > 0x7f800000u);
+    uint32_t under = 0u - (uint32_t)(ux > cpu_bits(lo));                          /* sign set, |x| > 87.3 */
+    uint32_t over = ~nan & (0u - (uint32_t)(ux > cpu_bits(hi) && ux < 0x80000000u));
+    float xc = cpu_float(cpu_select(under, cpu_bits(lo), cpu_select(over, cpu_bits(hi), ux)));
+    float t = xc * 1.44269504088896341f + shifter, n = t - shifter;   /* t's low mantissa bits hold n */
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    uint32_t scaled = cpu_bits(p) + ((cpu_bits(t) - cpu_bits(shifter)) << 23);   /* p * 2^n */
+    return cpu_float(cpu_select(nan, ux, cpu_select(under, 0u, cpu_select(over, 0x7f800000u, scaled))));
+}
+
+static inline float cpu_sigmoid_mul(float x, float k) { return x / (1.0f + cpu_exp(-k * x)); }
 /* torch: silu x/(1+exp(-x)); gelu x*0.5*(1+erf(x/sqrt2)); quick_gelu x*sigmoid(1.702x). */
 static inline float cpu_silu(float x) { return cpu_sigmoid_mul(x, 1.0f); }
 static inline float cpu_gelu(float x) { return x * 0.5f * (1.0f + erff(x * (float)M_SQRT1_2)); }
@@ -52,7 +87,8 @@ static inline float cpu_quick_gelu(float x) { return cpu_sigmoid_mul(x, 1.702f);
 void cpu_act_row(sd_act act, float *y, const float *x, int64_t n);
 
 /* The table entries, one file per concern. */
-int cpu_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b);
+int cpu_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b,
+               int w_is_kn);
 int cpu_conv2d(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b,
                const sd_conv_geom *g);
 int cpu_group_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, int groups, float eps,

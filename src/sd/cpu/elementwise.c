@@ -8,10 +8,20 @@
 void cpu_act_row(sd_act act, float *y, const float *x, int64_t n)
 {
     switch (act) {
-    case SD_ACT_NONE: if (y != x) memcpy(y, x, (size_t)n * sizeof(float)); break;
-    case SD_ACT_SILU: for (int64_t i = 0; i < n; i++) y[i] = cpu_silu(x[i]); break;
-    case SD_ACT_GELU: for (int64_t i = 0; i < n; i++) y[i] = cpu_gelu(x[i]); break;
-    case SD_ACT_QUICK_GELU: for (int64_t i = 0; i < n; i++) y[i] = cpu_quick_gelu(x[i]); break;
+    case SD_ACT_NONE:
+        if (y != x) memcpy(y, x, (size_t)n * sizeof(float));
+        break;
+    case SD_ACT_SILU:
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) y[i] = cpu_silu(x[i]);
+        break;
+    case SD_ACT_GELU:
+        for (int64_t i = 0; i < n; i++) y[i] = cpu_gelu(x[i]);
+        break;
+    case SD_ACT_QUICK_GELU:
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) y[i] = cpu_quick_gelu(x[i]);
+        break;
     }
 }
 

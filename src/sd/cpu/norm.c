@@ -70,9 +70,13 @@ int cpu_softmax(sd_backend *be, sd_tensor *y, const sd_tensor *x)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x->data + r * c;
         float *yr = y->data + r * c, mx = xr[0];
-        for (int64_t i = 1; i < c; i++) mx = xr[i] > mx ? xr[i] : mx;
         double sum = 0.0;
-        for (int64_t i = 0; i < c; i++) sum += (yr[i] = expf(xr[i] - mx));
+#pragma omp simd reduction(max : mx)
+        for (int64_t i = 1; i < c; i++) mx = xr[i] > mx ? xr[i] : mx;
+#pragma omp simd
+        for (int64_t i = 0; i < c; i++) yr[i] = cpu_exp(xr[i] - mx);
+#pragma omp simd reduction(+ : sum)
+        for (int64_t i = 0; i < c; i++) sum += yr[i];
         float inv = (float)(1.0 / sum);
         for (int64_t i = 0; i < c; i++) yr[i] *= inv;
     }
