@@ -41,7 +41,11 @@ int sd_unet_forward(sd_backend *be, const sd_unet *u, const sd_tensor *x, float 
                     const sd_tensor *y, sd_tensor *eps, char *err, size_t errlen);
 
 /* FLOPs (2 x multiply-adds) of one forward pass for a batch of 1 at latent
- * size h x w with n_tokens of context: for benchmarks' GFLOP/s figures. */
+ * size h x w with n_tokens of context: for benchmarks' GFLOP/s figures.
+ * Counts every conv and linear (the text K/V projections and the embedding
+ * MLPs included) and the attention QK^T and AV matmuls; norms, activations,
+ * softmax and adds are not counted (spec §7.3's convention: SDXL base gives
+ * 6.76 TFLOP at latent 128^2 and 1.59 at 64^2). 0 for invalid hparams. */
 double sd_unet_flops(const sdxl_unet_hparams *hp, int h, int w, int n_tokens);
 
 #endif
