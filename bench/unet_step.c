@@ -1,0 +1,145 @@
+/* One UNet evaluation on a real-size SDXL checkpoint, as a sampler step runs it:
+ *   bench_unet_step CHECKPOINT [LATENT_H LATENT_W BATCH RUNS]
+ *   (defaults 64 64 2 1: a 512^2 CFG step; 128 128 1 1 is one 1024^2 pass)
+ * Prints the time of each pass and the median s/pass, the achieved GFLOP/s
+ * (sd_unet_flops x batch, 77 context tokens), the backend's peak of live
+ * activations + scratch, OpenBLAS sgemm's GFLOP/s measured in the same run
+ * (2048^3, the practical peak), and the process's peak RSS (the mmap'd fp16
+ * weights count as they are touched). Fixed pseudo-random inputs. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "sd/checkpoint.h"
+#include "sd/unet.h"
+
+#define CONTEXT_TOKENS 77
+#define MAX_RUNS 50
+#define SGEMM_N 2048
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Uniform values in [-1, 1) from a fixed LCG. */
+static float *noise(size_t n, unsigned seed)
+{
+    float *p = malloc(n * sizeof *p);
+    if (!p) { fprintf(stderr, "out of memory\n"); exit(1); }
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p[i] = (float)(seed >> 8) / 8388608.0f - 1.0f;
+    }
+    return p;
+}
+
+static sd_tensor *uploaded(sd_backend *be, int ndim, const int64_t *shape, float *host)
+{
+    sd_tensor *t = sd_tensor_new(be, ndim, shape);
+    sd_tensor_upload(be, t, host);
+    free(host);
+    return t;
+}
+
+/* y rows: random pooled vector, original = target = the image size, crop 0. */
+static sd_tensor *adm_input(sd_backend *be, const sdxl_unet_hparams *hp, int64_t batch, int64_t h, int64_t w)
+{
+    float *y = malloc(sizeof(float) * (size_t)(batch * hp->adm_in_channels));
+    float *pooled = noise((size_t)hp->adm_pooled_dim, 7);
+    const float sizes[SDXL_ADM_VALUES] = {8.0f * h, 8.0f * w, 0, 0, 8.0f * h, 8.0f * w};
+    if (!y) { fprintf(stderr, "out of memory\n"); exit(1); }
+    for (int64_t b = 0; b < batch; b++) sd_unet_adm_vector(hp, pooled, sizes, y + b * hp->adm_in_channels);
+    free(pooled);
+    return uploaded(be, 2, (const int64_t[]){batch, hp->adm_in_channels}, y);
+}
+
+/* GFLOP/s of one SGEMM_N^3 sgemm (median of 3 after a warm-up). */
+static double sgemm_gflops(void)
+{
+    size_t n = SGEMM_N;
+    float *a = noise(n * n, 1), *b = noise(n * n, 2), *c = noise(n * n, 3);
+    double t[3];
+    for (int i = -1; i < 3; i++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n,
+                    0.0f, c, (int)n);
+        if (i >= 0) t[i] = now() - t0;
+    }
+    free(a), free(b), free(c);
+    qsort(t, 3, sizeof *t, cmp_double);
+    return 2.0 * n * n * n / t[1] * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s CHECKPOINT [LATENT_H LATENT_W BATCH RUNS]\n", argv[0]);
+        return 2;
+    }
+    int64_t h = argc > 2 ? atoi(argv[2]) : 64, w = argc > 3 ? atoi(argv[3]) : 64;
+    int64_t batch = argc > 4 ? atoi(argv[4]) : 2;
+    int runs = argc > 5 ? atoi(argv[5]) : 1;
+    if (h < 1 || w < 1 || batch < 1 || runs < 1 || runs > MAX_RUNS) {
+        fprintf(stderr, "bad sizes: latent %lldx%lld, batch %lld, runs %d (1..%d)\n", (long long)h, (long long)w,
+                (long long)batch, runs, MAX_RUNS);
+        return 2;
+    }
+    char err[512];
+    sdxl_hparams hp;
+    st_file *f = NULL;
+    sd_unet *u = NULL;
+    double t0 = now();
+    if (sdxl_checkpoint_open(argv[1], &f, &hp, err, sizeof err) || sd_unet_bind(&u, f, &hp.unet, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    printf("open + bind: %.2f s\n", now() - t0);
+    sd_backend *be = sd_backend_cpu_new(NULL);
+    printf("backend: %s\n", sd_backend_describe(be));
+    const sdxl_unet_hparams *uh = &hp.unet;
+    sd_tensor *x = uploaded(be, 4, (const int64_t[]){batch, uh->in_channels, h, w},
+                            noise((size_t)(batch * uh->in_channels * h * w), 11));
+    sd_tensor *ctx = uploaded(be, 3, (const int64_t[]){batch, CONTEXT_TOKENS, uh->context_dim},
+                              noise((size_t)(batch * CONTEXT_TOKENS * uh->context_dim), 13));
+    sd_tensor *y = adm_input(be, uh, batch, h, w);
+    sd_tensor *eps = sd_new4(be, batch, uh->out_channels, h, w);
+    double times[MAX_RUNS];
+    for (int r = 0; r < runs; r++) {
+        t0 = now();
+        if (sd_unet_forward(be, u, x, 500.0f, ctx, y, eps, err, sizeof err)) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+        times[r] = now() - t0;
+        printf("pass %d: %.2f s\n", r + 1, times[r]);
+    }
+    qsort(times, (size_t)runs, sizeof *times, cmp_double);
+    double med = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
+    double flops = sd_unet_flops(uh, (int)h, (int)w, CONTEXT_TOKENS) * (double)batch;
+    sd_mem_stats mem;
+    sd_backend_mem(be, &mem);
+    printf("latent %lldx%lld (image %lldx%lld), batch %lld: median %.2f s/pass, %.1f TFLOP, %.1f GFLOP/s\n",
+           (long long)h, (long long)w, (long long)h * 8, (long long)w * 8, (long long)batch, med, flops * 1e-12,
+           flops / med * 1e-9);
+    printf("backend peak (activations + scratch): %.1f MB\n", mem.peak_bytes / 1048576.0);
+    printf("OpenBLAS sgemm %d^3: %.1f GFLOP/s\n", SGEMM_N, sgemm_gflops());
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("peak RSS: %.1f MB\n", ru.ru_maxrss / 1024.0);
+    sd_tensor_free(be, x), sd_tensor_free(be, ctx), sd_tensor_free(be, y), sd_tensor_free(be, eps);
+    sd_backend_free(be);
+    sd_unet_free(u);
+    st_close(f);
+    return 0;
+}
