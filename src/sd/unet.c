@@ -94,16 +94,16 @@ static void bind_transformer(binder *b, const sdxl_unet_hparams *hp, unet_transf
     bind_wb(b, &t->proj_in, "%sproj_in", p);
     bind_wb(b, &t->proj_out, "%sproj_out", p);
     for (int k = 0; k < depth; k++) {
-        unet_tblock *k_blk = &t->blocks[k];
-        bind_wb(b, &k_blk->norm1, "%stransformer_blocks.%d.norm1", p, k);
-        bind_wb(b, &k_blk->norm2, "%stransformer_blocks.%d.norm2", p, k);
-        bind_wb(b, &k_blk->norm3, "%stransformer_blocks.%d.norm3", p, k);
+        unet_tblock *tb = &t->blocks[k];
+        bind_wb(b, &tb->norm1, "%stransformer_blocks.%d.norm1", p, k);
+        bind_wb(b, &tb->norm2, "%stransformer_blocks.%d.norm2", p, k);
+        bind_wb(b, &tb->norm3, "%stransformer_blocks.%d.norm3", p, k);
         snprintf(q, sizeof q, "%stransformer_blocks.%d.attn1.", p, k);
-        bind_attention(b, &k_blk->attn1, q);
+        bind_attention(b, &tb->attn1, q);
         snprintf(q, sizeof q, "%stransformer_blocks.%d.attn2.", p, k);
-        bind_attention(b, &k_blk->attn2, q);
-        bind_wb(b, &k_blk->ff_proj, "%stransformer_blocks.%d.ff.net.0.proj", p, k);
-        bind_wb(b, &k_blk->ff_out, "%stransformer_blocks.%d.ff.net.2", p, k);
+        bind_attention(b, &tb->attn2, q);
+        bind_wb(b, &tb->ff_proj, "%stransformer_blocks.%d.ff.net.0.proj", p, k);
+        bind_wb(b, &tb->ff_out, "%stransformer_blocks.%d.ff.net.2", p, k);
     }
 }
 

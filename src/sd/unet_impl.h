@@ -70,8 +70,9 @@ typedef struct {
 
 /* The blocks' forward passes. Each allocates its output and leaves its input
  * alone unless said otherwise; emb_act is SiLU(time + added embedding)
- * [B, time_embed_dim], context [B, n_tokens, context_dim]. After a backend
- * failure they return NULL / do nothing (the sticky error stays set). */
+ * [B, time_embed_dim], context [B, n_tokens, context_dim] (never NULL: the
+ * caller's checked input). After a backend failure they return NULL / do
+ * nothing (the sticky error stays set); they never read an activation's shape. */
 sd_tensor *unet_resblock_forward(sd_backend *be, const unet_resblock *r, int groups, const sd_tensor *x,
                                  unet_dims d, const sd_tensor *emb_act);
 /* x += SpatialTransformer(x), in place. */
