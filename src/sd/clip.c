@@ -177,31 +177,27 @@ static int eos_index(const int32_t *ids, int n, int32_t eos)
     return best;
 }
 
-/* pooled[b] = final_LN(x)[b, eos_b] @ P, on the host (a few small rows). */
+/* pooled[b] = final_LN(x[b, eos_b]) @ P. The EOS rows are gathered on the
+ * host (LayerNorm is per row, so normalising just them is the same). */
 static int project_pooled(sd_backend *be, const sd_clip *m, const sd_tensor *x, const int32_t *ids, int batch,
                           int32_t eos, float *pooled)
 {
     const sdxl_te_hparams *hp = &m->hp;
-    int64_t n = hp->positions, w = hp->width, p = hp->projection_dim;
-    sd_tensor *ln = sd_new3(be, batch, n, w);
-    sd_layer_norm(be, ln, x, CLIP_LN_EPS, &m->final_ln_w, &m->final_ln_b);
+    int64_t n = hp->positions, w = hp->width;
     float *rows = malloc(sizeof(float) * (size_t)(batch * n * w));
-    float *proj = malloc(sizeof(float) * (size_t)(w * p));
-    int rc = (!rows || !proj || sd_tensor_download(be, ln, rows)) ? -1 : 0;
-    if (rc == 0) {
-        sd_widen(m->projection.dtype, m->projection.data, 0, (size_t)(w * p), proj);
-        for (int b = 0; b < batch; b++) {
-            const float *row = rows + ((size_t)b * n + eos_index(ids + b * n, (int)n, eos)) * w;
-            for (int64_t j = 0; j < p; j++) {
-                float acc = 0.0f;
-                for (int64_t k = 0; k < w; k++) acc += row[k] * proj[k * p + j];
-                pooled[b * p + j] = acc;
-            }
-        }
-    }
+    int rc = rows ? sd_tensor_download(be, x, rows) : -1;
+    for (int b = 0; rc == 0 && b < batch; b++)
+        memmove(rows + (size_t)b * w, rows + ((size_t)b * n + eos_index(ids + b * n, (int)n, eos)) * w,
+                sizeof(float) * (size_t)w);
+    sd_tensor *sel = sd_new2(be, batch, w), *ln = sd_new2(be, batch, w), *out = sd_new2(be, batch, hp->projection_dim);
+    if (rc == 0) rc = sd_tensor_upload(be, sel, rows);
+    sd_layer_norm(be, ln, sel, CLIP_LN_EPS, &m->final_ln_w, &m->final_ln_b);
+    sd_matmul(be, out, ln, &m->projection, NULL);
+    if (rc == 0) rc = sd_tensor_download(be, out, pooled);
     free(rows);
-    free(proj);
+    sd_tensor_free(be, sel);
     sd_tensor_free(be, ln);
+    sd_tensor_free(be, out);
     return rc;
 }
 
