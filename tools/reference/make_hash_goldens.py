@@ -57,11 +57,12 @@ def main():
         "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": rng.standard_normal((320, 4)).astype(np.float16),
         "lora_unet_down_blocks_0_attentions_0_proj_in.alpha": np.array(4.0, dtype=np.float32),
     }
+    # One metadata key per file: safetensors writes several in no fixed order.
     files = {
         "lora_plain.safetensors": ({"ss_network_dim": "4"}, tensors),
         # Same tensors, other metadata: AutoV3 (tensor data only) must not change.
-        "lora_other_meta.safetensors": ({"ss_network_dim": "4", "ss_output_name": "renamed", "note": "x" * 300}, tensors),
-        "lora_sshs.safetensors": ({"sshs_model_hash": "feedfacecafe0123456789abcdef", "ss_network_dim": "4"}, tensors),
+        "lora_other_meta.safetensors": ({"ss_output_name": "renamed " + "x" * 300}, tensors),
+        "lora_sshs.safetensors": ({"sshs_model_hash": "feedfacecafe0123456789abcdef"}, tensors),
         "LORA_UPPER.SafeTensors": ({}, {"w": rng.standard_normal((64,)).astype(np.float32)}),
     }
     for name, (meta, t) in files.items():
