@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates every committed reference artefact (small model + goldens) with
-# the pinned Python stack in tools/reference/.venv (created if missing).
+# Regenerates every committed reference artefact (small model, goldens, the
+# CLIP tables compiled into the binary) with the pinned Python stack in
+# tools/reference/.venv (created if missing).
 # Usage: tools/reference/generate_all.sh [--check]
 #   --check  fail if the regenerated files differ from the committed ones
 # CI never runs this; the C tests only read the committed files.
@@ -10,15 +11,33 @@ repo=$(cd "$here/../.." && pwd)
 py="$here/.venv/bin/python"
 [ -x "$py" ] || "$here/setup_venv.sh"
 
-"$py" "$here/make_small_model.py"
-"$py" "$here/make_text_goldens.py"
-"$py" "$here/make_unet_goldens.py"
+# The small model first: the model goldens read it.
+scripts=(
+  make_small_model.py
+  gen_clip_tables.py
+  make_tokenizer_goldens.py
+  make_text_goldens.py
+  make_dtype_goldens.py
+  make_ops_goldens.py
+  make_rng_goldens.py
+  make_sampler_goldens.py
+  make_unet_goldens.py
+  make_vae_goldens.py
+  make_pipeline_goldens.py
+  make_image_goldens.py
+  make_hash_goldens.py
+)
+for s in "${scripts[@]}"; do
+  [ -f "$here/$s" ] || continue
+  echo "== $s" >&2
+  "$py" "$here/$s"
+done
 
 cd "$repo"
-sha256sum tests/data/small/sdxl_small.safetensors tests/data/small/goldens_text.safetensors \
-          tests/data/small/config.json tests/data/small/goldens_text.json
-sha256sum tests/data/small/goldens_unet.safetensors tests/data/small/goldens_unet.json
+outputs=(tests/data fuzz/corpus/image_decode src/sd/clip_bpe_data.c src/sd/clip_bpe_data.h
+         src/sd/unicode_data.c src/sd/unicode_data.h)
+git ls-files -z -- "${outputs[@]}" | xargs -0 sha256sum
 if [ "${1:-}" = "--check" ]; then
-  git diff --exit-code --stat -- tests/data/small || { echo "generate_all: outputs differ from git" >&2; exit 1; }
+  git diff --exit-code --stat -- "${outputs[@]}" || { echo "generate_all: outputs differ from git" >&2; exit 1; }
   echo "generate_all: outputs identical to the committed files"
 fi
