@@ -1,0 +1,485 @@
+/* The SDXL engine and its txt2img job (see sd/engine.h): loading the
+ * checkpoint once, then per job the pipeline of diffusers'
+ * StableDiffusionXLPipeline.__call__ (pipeline_stable_diffusion_xl.py,
+ * diffusers 0.42): encode_prompt, prepare_latents, the denoising loop with
+ * CFG, vae.decode and VaeImageProcessor.postprocess. */
+#include "sd/engine.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sd/guidance.h"
+#include "sd/prompt.h"
+#include "sd/text_encoder.h"
+#include "sd/tokenizer.h"
+#include "sd/unet.h"
+#include "sd/vae.h"
+
+struct sd_engine {
+    char *path;
+    st_file *file;
+    sdxl_hparams hp;
+    sd_tokenizer *tok;
+    sd_text_encoders te;
+    bool te_bound;
+    sd_unet *unet;
+    sd_vae *vae;
+    sd_backend *be;
+};
+
+const char *sd_status_name(sd_status s)
+{
+    switch (s) {
+    case SD_OK: return "ok";
+    case SD_EINVALID: return "invalid";
+    case SD_ENOMEM: return "out of memory";
+    case SD_ECANCELLED: return "cancelled";
+    case SD_EMODEL: return "model unavailable";
+    case SD_EINTERNAL: return "internal";
+    }
+    return "unknown";
+}
+
+static sd_status fail(sd_status s, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* Out-of-memory messages of the backend and the modules all say so. */
+static sd_status status_of_message(const char *msg, sd_status otherwise)
+{
+    return msg && strstr(msg, "out of memory") ? SD_ENOMEM : otherwise;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- loading ---------------------------------------------------------------- */
+
+sd_status sd_engine_load(const char *path, const sd_engine_options *opts, sd_engine **out, char *err,
+                         size_t errlen)
+{
+    *out = NULL;
+    sd_engine *e = calloc(1, sizeof *e);
+    if (!e || !(e->path = strdup(path))) {
+        free(e);
+        return fail(SD_ENOMEM, err, errlen, "engine: out of memory");
+    }
+    sd_status st = SD_EMODEL;
+    if (sdxl_checkpoint_open(path, &e->file, &e->hp, err, errlen)) goto failed;
+    if (e->hp.unet.in_channels != e->hp.vae.z_channels || e->hp.unet.out_channels != e->hp.vae.z_channels) {
+        fail(st, err, errlen, "%s: the UNet takes %d latent channels and gives %d, the VAE has %d "
+             "(an inpainting or instruct model?); txt2img needs a base model", path,
+             e->hp.unet.in_channels, e->hp.unet.out_channels, e->hp.vae.z_channels);
+        goto failed;
+    }
+    if (sd_text_encoders_bind(&e->te, e->file, &e->hp, err, errlen)) goto failed;
+    e->te_bound = true;
+    if (sd_unet_bind(&e->unet, e->file, &e->hp.unet, err, errlen)) goto failed;
+    if (sd_vae_bind(&e->vae, e->file, &e->hp.vae, err, errlen)) goto failed;
+    st = SD_ENOMEM;
+    e->tok = sd_tokenizer_new();
+    e->be = sd_backend_cpu_new(opts ? &opts->cpu : NULL);
+    if (!e->tok || !e->be) {
+        fail(st, err, errlen, "engine: out of memory");
+        goto failed;
+    }
+    *out = e;
+    return SD_OK;
+failed:
+    sd_engine_free(e);
+    return status_of_message(err, st);
+}
+
+void sd_engine_free(sd_engine *e)
+{
+    if (!e) return;
+    sd_backend_free(e->be);
+    sd_tokenizer_free(e->tok);
+    sd_vae_free(e->vae);
+    sd_unet_free(e->unet);
+    if (e->te_bound) sd_text_encoders_release(&e->te);
+    st_close(e->file);
+    free(e->path);
+    free(e);
+}
+
+const sdxl_hparams *sd_engine_hparams(const sd_engine *e) { return &e->hp; }
+sd_backend *sd_engine_backend(sd_engine *e) { return e->be; }
+const char *sd_engine_model_path(const sd_engine *e) { return e->path; }
+
+int sd_engine_size_multiple(const sd_engine *e)
+{
+    return 8 << (e->hp.unet.num_levels - 1);
+}
+
+/* ---- parameters -------------------------------------------------------------- */
+
+void sd_txt2img_params_default(sd_txt2img_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->width = p->height = 1024;
+    p->steps = 24;
+    p->cfg = 4.5f;
+    p->sampler = "DPM++ 2M";
+    p->rng = SD_RNG_CUDA;
+    p->seeding = SD_BATCH_SEED_PER_IMAGE;
+    p->batch = 1;
+}
+
+static sd_status check_params(const sd_engine *e, const sd_txt2img_params *p, char *err, size_t errlen)
+{
+    int m = sd_engine_size_multiple(e), max_skip = sd_clip_skip_max(&e->te);
+    if (!p->prompt) return fail(SD_EINVALID, err, errlen, "prompt is required");
+    if (p->width < m || p->height < m || p->width > SD_MAX_SIDE || p->height > SD_MAX_SIDE ||
+        p->width % m || p->height % m)
+        return fail(SD_EINVALID, err, errlen,
+                    "width and height must be multiples of %d between %d and %d (got %dx%d)", m, m,
+                    SD_MAX_SIDE, p->width, p->height);
+    if (p->steps < 1 || p->steps > SD_MAX_STEPS)
+        return fail(SD_EINVALID, err, errlen, "steps must be between 1 and %d (got %d)", SD_MAX_STEPS, p->steps);
+    if (!isfinite(p->cfg))
+        return fail(SD_EINVALID, err, errlen, "cfg must be a finite number");
+    if (!isfinite(p->guidance_rescale) || p->guidance_rescale < 0.0f)
+        return fail(SD_EINVALID, err, errlen, "guidance_rescale must be a finite number >= 0");
+    if (p->batch < 1 || p->batch > SD_MAX_BATCH)
+        return fail(SD_EINVALID, err, errlen, "the number of images must be between 1 and %d (got %d)",
+                    SD_MAX_BATCH, p->batch);
+    if (p->clip_skip < 0 || p->clip_skip > max_skip)
+        return fail(SD_EINVALID, err, errlen, "clip_skip must be between 1 and %d (got %d)", max_skip,
+                    p->clip_skip);
+    if (p->rng != SD_RNG_CPU && p->rng != SD_RNG_CUDA)
+        return fail(SD_EINVALID, err, errlen, "rng must be cpu or cuda");
+    if (p->seeding != SD_BATCH_SEED_PER_IMAGE && p->seeding != SD_BATCH_ONE_GENERATOR)
+        return fail(SD_EINVALID, err, errlen, "unknown batch seeding mode");
+    return SD_OK;
+}
+
+/* ---- one job ------------------------------------------------------------------ */
+
+/* The conditioning of one UNet call on the backend: context [rows, n, width]
+ * and y [rows, adm]. */
+typedef struct {
+    sd_tensor *context, *y;
+} unet_cond;
+
+typedef struct {
+    sd_engine *e;
+    const sd_txt2img_params *p;
+    int batch, lh, lw;          /* latent height and width */
+    size_t n_per_image;         /* 4 * lh * lw */
+    sd_conditioning cond, uncond;
+    size_t cond_tokens, uncond_tokens;
+    bool guided;
+    /* guided with equal token counts: `both` ([uncond x B; cond x B]);
+     * guided otherwise: `uncond` and `cond` apart; unguided: `cond` alone. */
+    unet_cond c_both, c_cond, c_uncond;
+    sd_cfg_denoiser denoiser;
+    sd_batch_rng noise;
+    int evals, n_evals, steps_reported;
+    sd_status status;           /* why a callback stopped the sampler */
+    char *err;
+    size_t errlen;
+} txt2img_job;
+
+enum { STOP = 1 }; /* what the callbacks return to the sampler; the cause is in job->status */
+
+static int stop(txt2img_job *j, sd_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->err, j->errlen, fmt, ap);
+    va_end(ap);
+    j->status = s;
+    return STOP;
+}
+
+static bool cancel_requested(const txt2img_job *j)
+{
+    return j->p->cancel && atomic_load(j->p->cancel);
+}
+
+static int encode_one(txt2img_job *j, const char *text, bool negative, sd_conditioning *out, size_t *tokens)
+{
+    sd_engine *e = j->e;
+    sd_prompt_options opts = SD_PROMPT_OPTIONS_DEFAULT;
+    opts.strip_extra_networks = !negative; /* A1111 parses tags in the prompt only */
+    sd_prompt prompt;
+    if (sd_prompt_prepare(e->tok, text, strlen(text), &opts, &prompt, j->err, j->errlen)) {
+        j->status = status_of_message(j->err, SD_EINVALID);
+        return -1;
+    }
+    *tokens = prompt.token_count;
+    int rc = sd_encode_prompt(e->be, &e->te, &prompt, j->p->clip_skip, negative, out, j->err, j->errlen);
+    sd_prompt_free(&prompt);
+    if (rc) j->status = status_of_message(j->err, SD_EINTERNAL);
+    return rc;
+}
+
+/* Rows of host conditioning for `rows` images: `first` for rows [0, split),
+ * `second` for [split, rows). The added vector of each row is the pooled
+ * text embedding and the micro-conditioning (H, W, 0, 0, H, W). */
+static int upload_cond(txt2img_job *j, unet_cond *c, const sd_conditioning *first, const sd_conditioning *second,
+                       int split, int rows)
+{
+    sd_backend *be = j->e->be;
+    const sdxl_unet_hparams *hp = &j->e->hp.unet;
+    size_t ctx_row = (size_t)first->n_tokens * first->width;
+    float *ctx = malloc(sizeof(float) * ctx_row * rows), *y = malloc(sizeof(float) * hp->adm_in_channels * rows);
+    const float values[SDXL_ADM_VALUES] = {(float)j->p->height, (float)j->p->width, 0.0f, 0.0f,
+                                           (float)j->p->height, (float)j->p->width};
+    if (ctx && y) {
+        for (int r = 0; r < rows; r++) {
+            const sd_conditioning *src = r < split ? first : second;
+            memcpy(ctx + ctx_row * r, src->context, sizeof(float) * ctx_row);
+            sd_unet_adm_vector(hp, src->pooled, values, y + (size_t)hp->adm_in_channels * r);
+        }
+        c->context = sd_new3(be, rows, first->n_tokens, first->width);
+        c->y = sd_new2(be, rows, hp->adm_in_channels);
+    }
+    int rc = !ctx || !y || sd_tensor_upload(be, c->context, ctx) || sd_tensor_upload(be, c->y, y) ? -1 : 0;
+    free(ctx);
+    free(y);
+    if (!rc) return 0;
+    const char *why = sd_backend_error(be) ? sd_backend_error(be) : "out of memory";
+    stop(j, status_of_message(why, SD_EINTERNAL), "conditioning: %s", why);
+    return -1;
+}
+
+static void free_cond(sd_backend *be, unet_cond *c)
+{
+    sd_tensor_free(be, c->context);
+    sd_tensor_free(be, c->y);
+    c->context = c->y = NULL;
+}
+
+/* Prompt and negative -> the UNet conditioning of the whole job. */
+static int prepare_conditioning(txt2img_job *j)
+{
+    const char *neg = j->p->negative_prompt ? j->p->negative_prompt : "";
+    int b = j->batch;
+    if (encode_one(j, j->p->prompt, false, &j->cond, &j->cond_tokens)) return -1;
+    if (!j->guided) return upload_cond(j, &j->c_cond, &j->cond, &j->cond, b, b);
+    if (encode_one(j, neg, true, &j->uncond, &j->uncond_tokens)) return -1;
+    if (j->uncond.n_tokens == j->cond.n_tokens) return upload_cond(j, &j->c_both, &j->uncond, &j->cond, b, 2 * b);
+    return upload_cond(j, &j->c_uncond, &j->uncond, &j->uncond, b, b) ||
+           upload_cond(j, &j->c_cond, &j->cond, &j->cond, b, b) ? -1 : 0;
+}
+
+/* eps for `rows` latents under one conditioning. */
+static int unet_pass(txt2img_job *j, const float *x_in, int rows, const unet_cond *c, float t, float *eps)
+{
+    sd_engine *e = j->e;
+    int c_in = e->hp.unet.in_channels, c_out = e->hp.unet.out_channels;
+    sd_tensor *x = sd_new4(e->be, rows, c_in, j->lh, j->lw);
+    sd_tensor *out = sd_new4(e->be, rows, c_out, j->lh, j->lw);
+    char msg[512] = "";
+    int rc = sd_tensor_upload(e->be, x, x_in);
+    if (!rc) rc = sd_unet_forward(e->be, e->unet, x, t, c->context, c->y, out, msg, sizeof msg);
+    if (!rc) rc = sd_tensor_download(e->be, out, eps);
+    sd_tensor_free(e->be, x);
+    sd_tensor_free(e->be, out);
+    if (!rc) return 0;
+    const char *why = msg[0] ? msg : sd_backend_error(e->be) ? sd_backend_error(e->be) : "failed";
+    return stop(j, status_of_message(why, SD_EINTERNAL), "UNet: %s", why);
+}
+
+/* sd_model_fn for the CFG denoiser. */
+static int run_model(void *ctx, const float *x_in, int rows, int with_uncond, float t, float *eps)
+{
+    txt2img_job *j = ctx;
+    if (cancel_requested(j)) return stop(j, SD_ECANCELLED, "cancelled");
+    if (!with_uncond) return unet_pass(j, x_in, rows, &j->c_cond, t, eps);
+    if (j->c_both.context) return unet_pass(j, x_in, rows, &j->c_both, t, eps);
+    size_t half = (size_t)(rows / 2) * j->n_per_image;
+    int rc = unet_pass(j, x_in, rows / 2, &j->c_uncond, t, eps);
+    if (!rc && cancel_requested(j)) rc = stop(j, SD_ECANCELLED, "cancelled");
+    return rc ? rc : unet_pass(j, x_in + half, rows / 2, &j->c_cond, t, eps + half);
+}
+
+/* Reports every step completed up to `done`. */
+static int report_steps(txt2img_job *j, int done)
+{
+    const sd_txt2img_params *p = j->p;
+    while (j->steps_reported < done) {
+        j->steps_reported++;
+        if (p->progress && p->progress(p->progress_ctx, j->steps_reported, p->steps))
+            return stop(j, SD_ECANCELLED, "cancelled by the progress callback at step %d/%d", j->steps_reported,
+                        p->steps);
+    }
+    return 0;
+}
+
+/* sd_eps_fn given to the sampler. Model evaluation k starts when
+ * floor(k * steps / n_evals) steps are complete: exact for one evaluation
+ * per step, and for Heun/DPM2's 2N-1 it lands after each step's second. */
+static int eps_with_progress(void *ctx, const float *x_in, float t, float *eps)
+{
+    txt2img_job *j = ctx;
+    int rc = report_steps(j, (int)((long)j->evals * j->p->steps / j->n_evals));
+    if (!rc) rc = sd_cfg_eps(&j->denoiser, x_in, t, eps);
+    j->evals++;
+    return rc;
+}
+
+/* sd_noise_fn: the sampler's noise continues each image's generator. */
+static int draw_noise(void *ctx, float *out, size_t n)
+{
+    txt2img_job *j = ctx;
+    sd_batch_rng_randn(&j->noise, n / (size_t)j->batch, out);
+    return 0;
+}
+
+static sd_status sample(txt2img_job *j, const sd_plan *plan, float *latents)
+{
+    size_t n = (size_t)j->batch * j->n_per_image;
+    sd_batch_rng_randn(&j->noise, j->n_per_image, latents);
+    j->n_evals = plan->n_evals;
+    sd_sample_io io = {.n = n, .eps = eps_with_progress, .eps_ctx = j, .noise = draw_noise, .noise_ctx = j};
+    int rc = sd_sampler_run(plan, &io, latents);
+    if (rc == 0) rc = report_steps(j, j->p->steps);
+    if (rc == 0) return SD_OK;
+    if (rc > 0) return j->status;
+    if (rc == SD_SAMPLE_ENOMEM) return fail(SD_ENOMEM, j->err, j->errlen, "sampler: out of memory");
+    return fail(SD_EINTERNAL, j->err, j->errlen, "sampler: no noise source");
+}
+
+/* latents / scaling factor -> VAE -> RGB8, one image at a time (the decoder
+ * has no cross-image op, and this bounds memory by one image). */
+static sd_status decode(txt2img_job *j, const float *latents, uint8_t *rgb)
+{
+    sd_engine *e = j->e;
+    const sd_txt2img_params *p = j->p;
+    long pixels = (long)p->width * p->height;
+    long tile_above = p->vae_tile_above ? p->vae_tile_above : SD_VAE_TILE_ABOVE_DEFAULT;
+    bool tiled = tile_above > 0 && pixels > tile_above;
+    size_t image_floats = 3 * (size_t)pixels;
+    float *z_host = malloc(sizeof(float) * j->n_per_image), *chw = malloc(sizeof(float) * image_floats);
+    sd_tensor *z = sd_new4(e->be, 1, e->hp.vae.z_channels, j->lh, j->lw);
+    sd_tensor *image = sd_new4(e->be, 1, e->hp.vae.out_channels, p->height, p->width);
+    char msg[512] = "";
+    int rc = !z_host || !chw || !z || !image ? -1 : 0;
+    if (rc) snprintf(msg, sizeof msg, "out of memory");
+    for (int b = 0; b < j->batch && !rc; b++) {
+        if (cancel_requested(j)) {
+            rc = stop(j, SD_ECANCELLED, "cancelled");
+            break;
+        }
+        const float *src = latents + (size_t)b * j->n_per_image;
+        for (size_t i = 0; i < j->n_per_image; i++) z_host[i] = src[i] / SD_VAE_SCALING_FACTOR;
+        rc = sd_tensor_upload(e->be, z, z_host);
+        if (!rc) rc = tiled ? sd_vae_decode_tiled(e->be, e->vae, z, image, p->vae_tile_latent, msg, sizeof msg)
+                            : sd_vae_decode(e->be, e->vae, z, image, msg, sizeof msg);
+        if (!rc) rc = sd_tensor_download(e->be, image, chw);
+        if (!rc) sd_vae_to_rgb8(chw, p->height, p->width, rgb + (size_t)b * image_floats);
+    }
+    free(z_host);
+    free(chw);
+    sd_tensor_free(e->be, z);
+    sd_tensor_free(e->be, image);
+    if (!rc) return SD_OK;
+    if (rc == STOP) return j->status;
+    const char *why = msg[0] ? msg : sd_backend_error(e->be) ? sd_backend_error(e->be) : "failed";
+    return fail(status_of_message(why, SD_EINTERNAL), j->err, j->errlen, "VAE: %s", why);
+}
+
+static void free_images(sd_image_out *o)
+{
+    free(o->rgb);
+    free(o->seeds);
+    o->rgb = NULL, o->seeds = NULL;
+}
+
+void sd_image_out_free(sd_image_out *o)
+{
+    free_images(o);
+    memset(o, 0, sizeof *o);
+}
+
+static sd_status alloc_output(const sd_txt2img_params *p, sd_image_out *out, char *err, size_t errlen)
+{
+    out->batch = p->batch, out->width = p->width, out->height = p->height;
+    out->rgb = malloc((size_t)p->batch * p->width * p->height * 3);
+    out->seeds = malloc(sizeof(uint64_t) * p->batch);
+    if (!out->rgb || !out->seeds) return fail(SD_ENOMEM, err, errlen, "out of memory for the images");
+    for (int i = 0; i < p->batch; i++)
+        out->seeds[i] = p->seeding == SD_BATCH_SEED_PER_IMAGE ? sd_rng_image_seed(p->seed, i) : p->seed;
+    return SD_OK;
+}
+
+static void job_release(txt2img_job *j)
+{
+    sd_backend *be = j->e->be;
+    free_cond(be, &j->c_both);
+    free_cond(be, &j->c_cond);
+    free_cond(be, &j->c_uncond);
+    sd_conditioning_free(&j->cond);
+    sd_conditioning_free(&j->uncond);
+    sd_cfg_denoiser_free(&j->denoiser);
+    sd_batch_rng_free(&j->noise);
+    if (sd_backend_error(be)) sd_backend_trim(be); /* give back scratch after a failure (OOM) */
+    sd_backend_clear_error(be);
+}
+
+static sd_status run_job(txt2img_job *j, const sd_plan *plan, sd_image_out *out)
+{
+    const sd_txt2img_params *p = j->p;
+    double t0 = now_seconds();
+    if (prepare_conditioning(j)) return j->status;
+    out->prompt_tokens = j->cond_tokens, out->negative_tokens = j->uncond_tokens;
+    out->unet_calls_per_eval = j->guided && !j->c_both.context ? 2 : 1;
+    double t1 = now_seconds();
+    out->t_encode = t1 - t0;
+
+    size_t n = (size_t)j->batch * j->n_per_image;
+    float *latents = malloc(sizeof(float) * n);
+    if (!latents || sd_batch_rng_init(&j->noise, p->rng, p->seed, p->seeding, j->batch) ||
+        sd_cfg_denoiser_init(&j->denoiser, run_model, j, j->batch, j->n_per_image, p->cfg, p->guidance_rescale)) {
+        free(latents);
+        return fail(SD_ENOMEM, j->err, j->errlen, "out of memory for the latents");
+    }
+    sd_status st = sample(j, plan, latents);
+    out->steps_done = j->steps_reported;
+    double t2 = now_seconds();
+    out->t_denoise = t2 - t1;
+    if (st == SD_OK) st = decode(j, latents, out->rgb);
+    free(latents);
+    out->t_decode = now_seconds() - t2;
+    out->t_total = now_seconds() - t0;
+    return st;
+}
+
+sd_status sd_txt2img(sd_engine *e, const sd_txt2img_params *p, sd_image_out *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    sd_status st = check_params(e, p, err, errlen);
+    if (st) return st;
+    sd_sampler_choice choice;
+    if (sd_sampler_parse(p->sampler ? p->sampler : "DPM++ 2M", p->schedule, &choice, err, errlen))
+        return SD_EINVALID;
+    sd_plan plan;
+    if (sd_plan_make(&choice, p->steps, &plan, err, errlen)) return status_of_message(err, SD_EINVALID);
+    st = alloc_output(p, out, err, errlen);
+    out->choice = choice;
+    txt2img_job j = {.e = e, .p = p, .batch = p->batch, .lh = p->height / 8, .lw = p->width / 8,
+                     .guided = p->cfg > 1.0f, .err = err, .errlen = errlen};
+    j.n_per_image = (size_t)e->hp.unet.in_channels * j.lh * j.lw;
+    sd_backend_clear_error(e->be);
+    if (st == SD_OK) st = run_job(&j, &plan, out);
+    job_release(&j);
+    sd_plan_free(&plan);
+    if (st != SD_OK) free_images(out);
+    return st;
+}

@@ -1,0 +1,130 @@
+/* The SDXL engine: one checkpoint opened once and kept warm (text encoders,
+ * UNet, VAE bound to its mapping, one backend), and txt2img jobs run on it
+ * the way diffusers' StableDiffusionXLPipeline runs them (sdxl-numerics-
+ * diffusers.md §1), with A1111's prompt handling and seeds. Owner: the
+ * worker's image generation; the job handler and `sdxl-worker generate` call
+ * it.
+ *
+ * txt2img, per job:
+ *   1. prompts (sd/prompt.h: <lora:...> tags stripped from the prompt,
+ *      attention syntax, 75-token chunks) -> context [77*chunks, 2048] and
+ *      pooled (sd/text_encoder.h); an empty negative prompt gives all-zero
+ *      context and pooled (diffusers' force_zeros_for_empty_prompt, A1111's
+ *      force_zero_negative_prompt). With cfg <= 1 the negative is not encoded;
+ *   2. noise (B, 4, H/8, W/8) from the job's generator (sd/rng.h): per-image
+ *      generators seeded seed+i (A1111, the default) or one generator for
+ *      the batch (diffusers' generator=manual_seed(seed));
+ *   3. the sampler (sd/sampler.h) from that noise times init_noise_sigma,
+ *      with the CFG denoiser (sd/guidance.h) around the UNet:
+ *      context [uncond; cond], y = adm(pooled, (H, W, 0, 0, H, W)) for both
+ *      halves. When the prompt and the negative have the same number of
+ *      chunks, uncond and cond run as one UNet batch of 2B; when they differ
+ *      (a long prompt against a short negative) they run as two UNet calls,
+ *      as A1111 does without pad_cond_uncond. Sampler noise continues each
+ *      image's own generator;
+ *   4. latents / 0.13025 -> VAE decode (tiled above a size threshold) ->
+ *      RGB8 as VaeImageProcessor rounds (sd_vae_to_rgb8).
+ *
+ * Errors come back as a status and one line in err; the engine stays usable
+ * after any of them. One job at a time per engine (the backend is driven by
+ * one thread); the UNet, VAE and text encoders read the mapping only. */
+#ifndef SDXL_SD_ENGINE_H
+#define SDXL_SD_ENGINE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sd/backend.h"
+#include "sd/checkpoint.h"
+#include "sd/rng.h"
+#include "sd/sampler.h"
+
+typedef struct sd_engine sd_engine;
+
+typedef enum {
+    SD_OK = 0,
+    SD_EINVALID,   /* a parameter the caller can fix: size, steps, sampler, clip_skip, prompt syntax */
+    SD_ENOMEM,     /* out of memory (host or backend) */
+    SD_ECANCELLED, /* the cancel flag was set or the progress callback asked to stop */
+    SD_EMODEL,     /* the checkpoint could not be opened or is not an SDXL base model */
+    SD_EINTERNAL,  /* anything else the backend reported */
+} sd_status;
+
+const char *sd_status_name(sd_status s); /* "ok", "invalid", "out of memory", ... */
+
+typedef struct {
+    sd_cpu_options cpu; /* backend tunables; zero fields take the defaults */
+} sd_engine_options;
+
+/* Opens the checkpoint (sdxl_checkpoint_open: mapped, validated), binds the
+ * text encoders, UNet and VAE, builds the tokenizer and the CPU backend.
+ * opts may be NULL. SD_OK, or SD_EMODEL / SD_ENOMEM with err. */
+sd_status sd_engine_load(const char *path, const sd_engine_options *opts, sd_engine **out, char *err,
+                         size_t errlen);
+void sd_engine_free(sd_engine *e); /* NULL is fine */
+
+const sdxl_hparams *sd_engine_hparams(const sd_engine *e);
+sd_backend *sd_engine_backend(sd_engine *e);   /* for memory statistics and benchmarks */
+const char *sd_engine_model_path(const sd_engine *e);
+/* Pixel sizes must be multiples of this: 8 (the VAE) x 2^(UNet levels - 1);
+ * 32 for SDXL. */
+int sd_engine_size_multiple(const sd_engine *e);
+
+/* Called after each sampling step with step = 1..total (total = steps; a
+ * sampler with two model calls per step reports after the step's last call).
+ * A nonzero return stops the job with SD_ECANCELLED. */
+typedef int (*sd_progress_fn)(void *ctx, int step, int total);
+
+#define SD_MAX_BATCH 16
+#define SD_MAX_SIDE 8192
+#define SD_VAE_TILE_ABOVE_DEFAULT (1536 * 1536) /* pixels; larger images decode tiled */
+
+typedef struct {
+    const char *prompt;          /* UTF-8; may carry <lora:...> tags (stripped here, applied elsewhere) */
+    const char *negative_prompt; /* NULL or "": all-zero negative conditioning */
+    int width, height;           /* pixels, multiples of sd_engine_size_multiple */
+    int steps;                   /* 1..SD_MAX_STEPS */
+    float cfg;                   /* guidance scale; <= 1 runs without the negative */
+    float guidance_rescale;      /* phi >= 0 (diffusers rescale_noise_cfg), only with cfg > 1 */
+    uint64_t seed;               /* torch's manual_seed value: pass (uint64_t)s for a negative s */
+    const char *sampler;         /* any name sd_sampler_parse takes; NULL: "DPM++ 2M" */
+    const char *schedule;        /* NULL or "": the sampler's Automatic schedule */
+    sd_rng_kind rng;             /* SD_RNG_CUDA (A1111 / the original worker) or SD_RNG_CPU (diffusers, ComfyUI) */
+    sd_batch_seeding seeding;    /* SD_BATCH_SEED_PER_IMAGE (seed+i, A1111) or SD_BATCH_ONE_GENERATOR */
+    int clip_skip;               /* 0: SDXL's default 2 (penultimate layer); else 1..sd_clip_skip_max */
+    int batch;                   /* number of images, 1..SD_MAX_BATCH */
+    sd_progress_fn progress;     /* may be NULL */
+    void *progress_ctx;
+    const atomic_bool *cancel;   /* may be NULL; polled before every UNet call */
+    /* Images with more than this many pixels decode tiled (bounded memory);
+     * 0: SD_VAE_TILE_ABOVE_DEFAULT; negative: never tile. */
+    long vae_tile_above;
+    int vae_tile_latent;         /* tile edge in latent pixels for sd_vae_decode_tiled; 0: its default */
+} sd_txt2img_params;
+
+/* The worker's defaults: 1024x1024, 24 steps, cfg 4.5, DPM++ 2M Karras,
+ * rng cuda, per-image seeds, seed 0, one image, no prompt (set one). */
+void sd_txt2img_params_default(sd_txt2img_params *p);
+
+typedef struct {
+    int batch, width, height;
+    uint8_t *rgb;             /* batch images of height x width x 3 bytes, one after the other */
+    uint64_t *seeds;          /* per image: seed+i per image, or the batch generator's seed for every image */
+    sd_sampler_choice choice; /* the sampler and schedule that ran (Automatic resolved) */
+    int steps_done;           /* steps completed (== steps unless cancelled) */
+    size_t prompt_tokens;     /* A1111's token counts, for logs */
+    size_t negative_tokens;
+    int unet_calls_per_eval;  /* 1 (one batch), or 2 (cond and uncond ran separately) */
+    double t_encode, t_denoise, t_decode, t_total; /* seconds */
+} sd_image_out;
+
+void sd_image_out_free(sd_image_out *o);
+
+/* Runs one txt2img job. On SD_OK *out holds the images (free with
+ * sd_image_out_free); on any other status err says why, rgb and seeds are
+ * NULL, and steps_done and the timings say how far the job got. */
+sd_status sd_txt2img(sd_engine *e, const sd_txt2img_params *p, sd_image_out *out, char *err, size_t errlen);
+
+#endif
