@@ -14,8 +14,10 @@ deps:
 configure:
 	@[ -f $(BUILD)/CMakeCache.txt ] || cmake -S . -B $(BUILD) $(CMAKE_ARGS)
 
+# Tests run in parallel, each with OpenMP threads: passive waiting keeps idle
+# OpenMP threads from spinning on the cores the other tests need.
 test: deps all
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD) && OMP_WAIT_POLICY=PASSIVE ctest --output-on-failure -j $(JOBS)
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 sanitize: deps
