@@ -2,41 +2,13 @@
  * (transformers layout) and OpenCLIP bigG (open_clip layout). See clip.h. */
 #include "sd/clip.h"
 
-#include <stdarg.h>
+#include "sd/weights.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define CLIP_LN_EPS 1e-5f
-
-typedef struct {
-    const st_file *f;
-    const char *prefix;
-    char *err;
-    size_t errlen;
-    int failed;
-} binder;
-
-/* Looks up prefix + name and fills *w; records the first failure. */
-static void bind(binder *b, sd_weight *w, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void bind(binder *b, sd_weight *w, const char *fmt, ...)
-{
-    char name[256];
-    int n = snprintf(name, sizeof name, "%s", b->prefix);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name + n, sizeof name - (size_t)n, fmt, ap);
-    va_end(ap);
-    memset(w, 0, sizeof *w);
-    if (b->failed) return;
-    const st_tensor *t = st_find(b->f, name);
-    if (!t) {
-        snprintf(b->err, b->errlen, "text encoder weight %s is missing", name);
-        b->failed = 1;
-    } else if (st_weight(t, w, b->err, b->errlen) != 0) {
-        b->failed = 1;
-    }
-}
 
 /* Rows [row0, row0 + rows) of a 2-D weight (or elements of a 1-D one) as a
  * weight of its own: the q, k, v blocks of open_clip's fused in_proj. */
@@ -49,18 +21,18 @@ static sd_weight row_block(const sd_weight *w, int64_t row0, int64_t rows)
     return r;
 }
 
-static int bind_begin(sd_clip *m, const sdxl_te_hparams *hp, binder *b, const st_file *f, const char *prefix,
+static int bind_begin(sd_clip *m, const sdxl_te_hparams *hp, sd_binder *b, const st_file *f, const char *prefix,
                       char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
-    *b = (binder){.f = f, .prefix = prefix, .err = err, .errlen = errlen};
+    *b = (sd_binder){.f = f, .prefix = prefix, .what = "text encoder", .err = err, .errlen = errlen};
     m->hp = *hp;
     m->layers = calloc((size_t)hp->layers, sizeof *m->layers);
     if (!m->layers) snprintf(err, errlen, "out of memory binding the text encoder");
     return m->layers ? 0 : -1;
 }
 
-static int bind_end(sd_clip *m, binder *b)
+static int bind_end(sd_clip *m, sd_binder *b)
 {
     if (!b->failed) return 0;
     sd_clip_release(m);
@@ -70,32 +42,23 @@ static int bind_end(sd_clip *m, binder *b)
 /* conditioner.embedders.0.transformer.text_model.* (transformers CLIPTextModel). */
 int sd_clip_bind_l(sd_clip *m, const st_file *f, const sdxl_te_hparams *hp, char *err, size_t errlen)
 {
-    binder b;
+    sd_binder b;
     if (bind_begin(m, hp, &b, f, "conditioner.embedders.0.transformer.text_model.", err, errlen)) return -1;
-    bind(&b, &m->token_embedding, "embeddings.token_embedding.weight");
-    bind(&b, &m->position_embedding, "embeddings.position_embedding.weight");
+    sd_bind(&b, &m->token_embedding, "embeddings.token_embedding.weight");
+    sd_bind(&b, &m->position_embedding, "embeddings.position_embedding.weight");
     for (int i = 0; i < hp->layers; i++) {
         sd_clip_layer *L = &m->layers[i];
         const char *p = "encoder.layers.";
-        bind(&b, &L->ln1_w, "%s%d.layer_norm1.weight", p, i);
-        bind(&b, &L->ln1_b, "%s%d.layer_norm1.bias", p, i);
-        bind(&b, &L->q_w, "%s%d.self_attn.q_proj.weight", p, i);
-        bind(&b, &L->q_b, "%s%d.self_attn.q_proj.bias", p, i);
-        bind(&b, &L->k_w, "%s%d.self_attn.k_proj.weight", p, i);
-        bind(&b, &L->k_b, "%s%d.self_attn.k_proj.bias", p, i);
-        bind(&b, &L->v_w, "%s%d.self_attn.v_proj.weight", p, i);
-        bind(&b, &L->v_b, "%s%d.self_attn.v_proj.bias", p, i);
-        bind(&b, &L->out_w, "%s%d.self_attn.out_proj.weight", p, i);
-        bind(&b, &L->out_b, "%s%d.self_attn.out_proj.bias", p, i);
-        bind(&b, &L->ln2_w, "%s%d.layer_norm2.weight", p, i);
-        bind(&b, &L->ln2_b, "%s%d.layer_norm2.bias", p, i);
-        bind(&b, &L->fc1_w, "%s%d.mlp.fc1.weight", p, i);
-        bind(&b, &L->fc1_b, "%s%d.mlp.fc1.bias", p, i);
-        bind(&b, &L->fc2_w, "%s%d.mlp.fc2.weight", p, i);
-        bind(&b, &L->fc2_b, "%s%d.mlp.fc2.bias", p, i);
+        sd_bind_wb(&b, &L->ln1_w, &L->ln1_b, "%s%d.layer_norm1", p, i);
+        sd_bind_wb(&b, &L->q_w, &L->q_b, "%s%d.self_attn.q_proj", p, i);
+        sd_bind_wb(&b, &L->k_w, &L->k_b, "%s%d.self_attn.k_proj", p, i);
+        sd_bind_wb(&b, &L->v_w, &L->v_b, "%s%d.self_attn.v_proj", p, i);
+        sd_bind_wb(&b, &L->out_w, &L->out_b, "%s%d.self_attn.out_proj", p, i);
+        sd_bind_wb(&b, &L->ln2_w, &L->ln2_b, "%s%d.layer_norm2", p, i);
+        sd_bind_wb(&b, &L->fc1_w, &L->fc1_b, "%s%d.mlp.fc1", p, i);
+        sd_bind_wb(&b, &L->fc2_w, &L->fc2_b, "%s%d.mlp.fc2", p, i);
     }
-    bind(&b, &m->final_ln_w, "final_layer_norm.weight");
-    bind(&b, &m->final_ln_b, "final_layer_norm.bias");
+    sd_bind_wb(&b, &m->final_ln_w, &m->final_ln_b, "final_layer_norm");
     return bind_end(m, &b);
 }
 
@@ -104,34 +67,28 @@ int sd_clip_bind_l(sd_clip *m, const st_file *f, const sdxl_te_hparams *hp, char
  * nn.MultiheadAttention); text_projection is applied as x @ P. */
 int sd_clip_bind_g(sd_clip *m, const st_file *f, const sdxl_te_hparams *hp, char *err, size_t errlen)
 {
-    binder b;
+    sd_binder b;
     if (bind_begin(m, hp, &b, f, "conditioner.embedders.1.model.", err, errlen)) return -1;
     int64_t w = hp->width;
-    bind(&b, &m->token_embedding, "token_embedding.weight");
-    bind(&b, &m->position_embedding, "positional_embedding");
+    sd_bind(&b, &m->token_embedding, "token_embedding.weight");
+    sd_bind(&b, &m->position_embedding, "positional_embedding");
     for (int i = 0; i < hp->layers; i++) {
         sd_clip_layer *L = &m->layers[i];
         sd_weight in_w, in_b;
         const char *p = "transformer.resblocks.";
-        bind(&b, &L->ln1_w, "%s%d.ln_1.weight", p, i);
-        bind(&b, &L->ln1_b, "%s%d.ln_1.bias", p, i);
-        bind(&b, &in_w, "%s%d.attn.in_proj_weight", p, i);
-        bind(&b, &in_b, "%s%d.attn.in_proj_bias", p, i);
-        bind(&b, &L->out_w, "%s%d.attn.out_proj.weight", p, i);
-        bind(&b, &L->out_b, "%s%d.attn.out_proj.bias", p, i);
-        bind(&b, &L->ln2_w, "%s%d.ln_2.weight", p, i);
-        bind(&b, &L->ln2_b, "%s%d.ln_2.bias", p, i);
-        bind(&b, &L->fc1_w, "%s%d.mlp.c_fc.weight", p, i);
-        bind(&b, &L->fc1_b, "%s%d.mlp.c_fc.bias", p, i);
-        bind(&b, &L->fc2_w, "%s%d.mlp.c_proj.weight", p, i);
-        bind(&b, &L->fc2_b, "%s%d.mlp.c_proj.bias", p, i);
+        sd_bind_wb(&b, &L->ln1_w, &L->ln1_b, "%s%d.ln_1", p, i);
+        sd_bind(&b, &in_w, "%s%d.attn.in_proj_weight", p, i);
+        sd_bind(&b, &in_b, "%s%d.attn.in_proj_bias", p, i);
+        sd_bind_wb(&b, &L->out_w, &L->out_b, "%s%d.attn.out_proj", p, i);
+        sd_bind_wb(&b, &L->ln2_w, &L->ln2_b, "%s%d.ln_2", p, i);
+        sd_bind_wb(&b, &L->fc1_w, &L->fc1_b, "%s%d.mlp.c_fc", p, i);
+        sd_bind_wb(&b, &L->fc2_w, &L->fc2_b, "%s%d.mlp.c_proj", p, i);
         if (b.failed) break;
         L->q_w = row_block(&in_w, 0, w), L->k_w = row_block(&in_w, w, w), L->v_w = row_block(&in_w, 2 * w, w);
         L->q_b = row_block(&in_b, 0, w), L->k_b = row_block(&in_b, w, w), L->v_b = row_block(&in_b, 2 * w, w);
     }
-    bind(&b, &m->final_ln_w, "ln_final.weight");
-    bind(&b, &m->final_ln_b, "ln_final.bias");
-    bind(&b, &m->projection, "text_projection");
+    sd_bind_wb(&b, &m->final_ln_w, &m->final_ln_b, "ln_final");
+    sd_bind(&b, &m->projection, "text_projection");
     return bind_end(m, &b);
 }
 

@@ -4,6 +4,7 @@
  * unet_2d_condition.py) in fp32; names: SGM openaimodel (spec §2.4). The
  * blocks themselves are in unet_blocks.c. See unet.h. */
 #include "sd/unet_impl.h"
+#include "sd/weights.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -26,84 +27,48 @@ static int hparams_ok(const sdxl_unet_hparams *hp)
 
 /* ---- binding ------------------------------------------------------------------------- */
 
-typedef struct {
-    const st_file *f;
-    char *err;
-    size_t errlen;
-    int failed;
-} binder;
-
-/* Looks up UNET_PREFIX + name + suffix; records the first failure. */
-static void bind_one(binder *b, sd_weight *w, const char *name, const char *suffix)
-{
-    char full[320];
-    snprintf(full, sizeof full, UNET_PREFIX "%s%s", name, suffix);
-    memset(w, 0, sizeof *w);
-    if (b->failed) return;
-    const st_tensor *t = st_find(b->f, full);
-    if (!t) {
-        snprintf(b->err, b->errlen, "UNet weight %s is missing", full);
-        b->failed = 1;
-    } else if (st_weight(t, w, b->err, b->errlen) != 0) {
-        b->failed = 1;
-    }
-}
-
-/* The layer's .weight and .bias. */
-static void bind_wb(binder *b, unet_wb *l, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void bind_wb(binder *b, unet_wb *l, const char *fmt, ...)
-{
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    bind_one(b, &l->w, name, ".weight");
-    bind_one(b, &l->b, name, ".bias");
-}
-
-static void bind_resblock(binder *b, unet_resblock *r, const char *p, int cin, int cout)
+static void bind_resblock(sd_binder *b, unet_resblock *r, const char *p, int cin, int cout)
 {
     r->cin = cin;
     r->cout = cout;
-    bind_wb(b, &r->norm1, "%sin_layers.0", p);
-    bind_wb(b, &r->conv1, "%sin_layers.2", p);
-    bind_wb(b, &r->emb_proj, "%semb_layers.1", p);
-    bind_wb(b, &r->norm2, "%sout_layers.0", p);
-    bind_wb(b, &r->conv2, "%sout_layers.3", p);
-    if (cin != cout) bind_wb(b, &r->skip, "%sskip_connection", p);
+    sd_bind_wb(b, &r->norm1.w, &r->norm1.b, "%sin_layers.0", p);
+    sd_bind_wb(b, &r->conv1.w, &r->conv1.b, "%sin_layers.2", p);
+    sd_bind_wb(b, &r->emb_proj.w, &r->emb_proj.b, "%semb_layers.1", p);
+    sd_bind_wb(b, &r->norm2.w, &r->norm2.b, "%sout_layers.0", p);
+    sd_bind_wb(b, &r->conv2.w, &r->conv2.b, "%sout_layers.3", p);
+    if (cin != cout) sd_bind_wb(b, &r->skip.w, &r->skip.b, "%sskip_connection", p);
 }
 
-static void bind_attention(binder *b, unet_attention *a, const char *p)
+static void bind_attention(sd_binder *b, unet_attention *a, const char *p)
 {
-    bind_one(b, &a->to_q, p, "to_q.weight");
-    bind_one(b, &a->to_k, p, "to_k.weight");
-    bind_one(b, &a->to_v, p, "to_v.weight");
-    bind_wb(b, &a->to_out, "%sto_out.0", p);
+    sd_bind(b, &a->to_q, "%sto_q.weight", p);
+    sd_bind(b, &a->to_k, "%sto_k.weight", p);
+    sd_bind(b, &a->to_v, "%sto_v.weight", p);
+    sd_bind_wb(b, &a->to_out.w, &a->to_out.b, "%sto_out.0", p);
 }
 
 /* A SpatialTransformer of `depth` blocks taken from *pool (advanced). */
-static void bind_transformer(binder *b, const sdxl_unet_hparams *hp, unet_transformer *t, unet_tblock **pool,
+static void bind_transformer(sd_binder *b, const sdxl_unet_hparams *hp, unet_transformer *t, unet_tblock **pool,
                              const char *p, int ch, int depth)
 {
     char q[256];
     *t = (unet_transformer){.channels = ch, .heads = ch / hp->head_width, .depth = depth, .blocks = *pool};
     *pool += depth;
     if (!depth) return;
-    bind_wb(b, &t->norm, "%snorm", p);
-    bind_wb(b, &t->proj_in, "%sproj_in", p);
-    bind_wb(b, &t->proj_out, "%sproj_out", p);
+    sd_bind_wb(b, &t->norm.w, &t->norm.b, "%snorm", p);
+    sd_bind_wb(b, &t->proj_in.w, &t->proj_in.b, "%sproj_in", p);
+    sd_bind_wb(b, &t->proj_out.w, &t->proj_out.b, "%sproj_out", p);
     for (int k = 0; k < depth; k++) {
         unet_tblock *tb = &t->blocks[k];
-        bind_wb(b, &tb->norm1, "%stransformer_blocks.%d.norm1", p, k);
-        bind_wb(b, &tb->norm2, "%stransformer_blocks.%d.norm2", p, k);
-        bind_wb(b, &tb->norm3, "%stransformer_blocks.%d.norm3", p, k);
+        sd_bind_wb(b, &tb->norm1.w, &tb->norm1.b, "%stransformer_blocks.%d.norm1", p, k);
+        sd_bind_wb(b, &tb->norm2.w, &tb->norm2.b, "%stransformer_blocks.%d.norm2", p, k);
+        sd_bind_wb(b, &tb->norm3.w, &tb->norm3.b, "%stransformer_blocks.%d.norm3", p, k);
         snprintf(q, sizeof q, "%stransformer_blocks.%d.attn1.", p, k);
         bind_attention(b, &tb->attn1, q);
         snprintf(q, sizeof q, "%stransformer_blocks.%d.attn2.", p, k);
         bind_attention(b, &tb->attn2, q);
-        bind_wb(b, &tb->ff_proj, "%stransformer_blocks.%d.ff.net.0.proj", p, k);
-        bind_wb(b, &tb->ff_out, "%stransformer_blocks.%d.ff.net.2", p, k);
+        sd_bind_wb(b, &tb->ff_proj.w, &tb->ff_proj.b, "%stransformer_blocks.%d.ff.net.0.proj", p, k);
+        sd_bind_wb(b, &tb->ff_out.w, &tb->ff_out.b, "%stransformer_blocks.%d.ff.net.2", p, k);
     }
 }
 
@@ -118,7 +83,7 @@ static int total_transformer_blocks(const sdxl_unet_hparams *hp)
 /* input_blocks.1..: per level R x (ResBlock [+ transformer]), then a
  * downsampler except after the last level. Returns the channels of each
  * skip tensor in `skips` (conv_in's first), as the up path consumes them. */
-static int bind_down(binder *b, sd_unet *u, unet_tblock **pool, int *skips)
+static int bind_down(sd_binder *b, sd_unet *u, unet_tblock **pool, int *skips)
 {
     const sdxl_unet_hparams *hp = &u->hp;
     char p[64];
@@ -137,7 +102,7 @@ static int bind_down(binder *b, sd_unet *u, unet_tblock **pool, int *skips)
         }
         if (l < hp->num_levels - 1) {
             u->in[i].has_conv = 1;
-            bind_wb(b, &u->in[i].conv, "input_blocks.%d.0.op", i + 1);
+            sd_bind_wb(b, &u->in[i].conv.w, &u->in[i].conv.b, "input_blocks.%d.0.op", i + 1);
             skips[ns++] = ch;
             i++;
         }
@@ -148,7 +113,7 @@ static int bind_down(binder *b, sd_unet *u, unet_tblock **pool, int *skips)
 /* output_blocks.0..: per level, deepest first, R+1 x (ResBlock over
  * [h, skip] [+ transformer]), the last one closed by an upsampler except on
  * the full-resolution level (at .1.conv, or .2.conv after a transformer). */
-static void bind_up(binder *b, sd_unet *u, unet_tblock **pool, const int *skips, int ns)
+static void bind_up(sd_binder *b, sd_unet *u, unet_tblock **pool, const int *skips, int ns)
 {
     const sdxl_unet_hparams *hp = &u->hp;
     char p[64];
@@ -165,30 +130,30 @@ static void bind_up(binder *b, sd_unet *u, unet_tblock **pool, const int *skips,
             bind_transformer(b, hp, &blk->attn, pool, p, cout, hp->depth_up[l]);
             if (l > 0 && j == hp->num_res_blocks) {
                 blk->has_conv = 1;
-                bind_wb(b, &blk->conv, "output_blocks.%d.%d.conv", i, blk->attn.depth ? 2 : 1);
+                sd_bind_wb(b, &blk->conv.w, &blk->conv.b, "output_blocks.%d.%d.conv", i, blk->attn.depth ? 2 : 1);
             }
         }
     }
 }
 
-static void bind_all(binder *b, sd_unet *u)
+static void bind_all(sd_binder *b, sd_unet *u)
 {
     const sdxl_unet_hparams *hp = &u->hp;
     int skips[MAX_SKIPS];
     unet_tblock *pool = u->tblocks;
     int top = hp->model_channels * hp->channel_mult[hp->num_levels - 1];
-    bind_wb(b, &u->time_embed1, "time_embed.0");
-    bind_wb(b, &u->time_embed2, "time_embed.2");
-    bind_wb(b, &u->label_emb1, "label_emb.0.0");
-    bind_wb(b, &u->label_emb2, "label_emb.0.2");
-    bind_wb(b, &u->conv_in, "input_blocks.0.0");
+    sd_bind_wb(b, &u->time_embed1.w, &u->time_embed1.b, "time_embed.0");
+    sd_bind_wb(b, &u->time_embed2.w, &u->time_embed2.b, "time_embed.2");
+    sd_bind_wb(b, &u->label_emb1.w, &u->label_emb1.b, "label_emb.0.0");
+    sd_bind_wb(b, &u->label_emb2.w, &u->label_emb2.b, "label_emb.0.2");
+    sd_bind_wb(b, &u->conv_in.w, &u->conv_in.b, "input_blocks.0.0");
     int ns = bind_down(b, u, &pool, skips);
     bind_resblock(b, &u->mid_res1, "middle_block.0.", top, top);
     bind_transformer(b, hp, &u->mid_attn, &pool, "middle_block.1.", top, hp->depth_mid);
     bind_resblock(b, &u->mid_res2, "middle_block.2.", top, top);
     bind_up(b, u, &pool, skips, ns);
-    bind_wb(b, &u->out_norm, "out.0");
-    bind_wb(b, &u->out_conv, "out.2");
+    sd_bind_wb(b, &u->out_norm.w, &u->out_norm.b, "out.0");
+    sd_bind_wb(b, &u->out_conv.w, &u->out_conv.b, "out.2");
 }
 
 int sd_unet_bind(sd_unet **out, const st_file *f, const sdxl_unet_hparams *hp, char *err, size_t errlen)
@@ -214,7 +179,7 @@ int sd_unet_bind(sd_unet **out, const st_file *f, const sdxl_unet_hparams *hp, c
         snprintf(err, errlen, "out of memory binding the UNet");
         return -1;
     }
-    binder b = {.f = f, .err = err, .errlen = errlen};
+    sd_binder b = {.f = f, .prefix = UNET_PREFIX, .what = "UNet", .err = err, .errlen = errlen};
     bind_all(&b, u);
     if (b.failed) {
         sd_unet_free(u);
