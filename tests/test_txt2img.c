@@ -4,7 +4,7 @@
  *     Euler / DPM++ 2M Karras, cfg 1 / 6, seeds 0 / 42 / 2^32+7, with and
  *     without a negative prompt (96 cases), plus A1111-conditioned prompts
  *     (long, weighted, BREAK) whose halves run as separate UNet calls: each
- *     image within 2/255 per channel;
+ *     image within 2/255 per channel, also when the VAE decodes in tiles;
  *   - the progress callback runs once per step, for one- and two-call samplers;
  *   - the cancel flag and the progress callback stop a job within one step,
  *     and the engine then still gives the golden image;
@@ -121,7 +121,8 @@ static int max_abs_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t *n_
 
 /* ---- parity with diffusers ------------------------------------------------------ */
 
-static void run_golden_case(const cJSON *c, int *worst_seen, size_t *differing, size_t *total)
+/* tile_latent > 0: decode in tiles of that many latent pixels. */
+static void run_golden_case(const cJSON *c, int tile_latent, int *worst_seen, size_t *differing, size_t *total)
 {
     sd_txt2img_params p;
     sd_txt2img_params_default(&p);
@@ -135,6 +136,7 @@ static void run_golden_case(const cJSON *c, int *worst_seen, size_t *differing, 
     p.sampler = json_str(c, "sampler");
     p.rng = SD_RNG_CPU;
     p.seeding = SD_BATCH_ONE_GENERATOR; /* diffusers' generator (the same as per-image for one image) */
+    if (tile_latent) p.vae_tile_above = 1, p.vae_tile_latent = tile_latent;
     sd_image_out out;
     run_ok(&p, &out);
 
@@ -166,7 +168,7 @@ static void test_matches_diffusers_pipeline(void **state)
     int n = 0, n_a1111 = 0, worst = 0;
     size_t differing = 0, total = 0;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(g.doc, "cases")) {
-        run_golden_case(c, &worst, &differing, &total);
+        run_golden_case(c, 0, &worst, &differing, &total);
         n++;
         n_a1111 += cJSON_IsTrue(cJSON_GetObjectItem(c, "a1111"));
     }
@@ -225,7 +227,22 @@ static void assert_engine_still_matches(void)
     const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(g.doc, "cases"), 0);
     int worst = 0;
     size_t differing = 0, total = 0;
-    run_golden_case(first, &worst, &differing, &total);
+    run_golden_case(first, 0, &worst, &differing, &total);
+}
+
+/* Above the threshold the VAE decodes in tiles; the image stays within the bound. */
+static void test_tiled_decode_matches_diffusers(void **state)
+{
+    const cJSON *c;
+    int n = 0, worst = 0;
+    size_t differing = 0, total = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g.doc, "cases")) {
+        if (json_num(c, "width") != 128 || json_num(c, "cfg") <= 1 || n >= 4) continue;
+        run_golden_case(c, 4, &worst, &differing, &total); /* 16x12 latents in 4x4 tiles */
+        n++;
+    }
+    printf("  tiled decode, %d cases: max |diff| %d/255, %zu of %zu values differ\n", n, worst, differing, total);
+    assert_int_equal(n, 4);
 }
 
 static void expect_cancelled(sd_txt2img_params *p, int steps_done)
@@ -501,6 +518,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_diffusers_pipeline),
+        cmocka_unit_test(test_tiled_decode_matches_diffusers),
         cmocka_unit_test(test_progress_once_per_step),
         cmocka_unit_test(test_cancel_flag_stops_within_one_step),
         cmocka_unit_test(test_progress_callback_can_stop),
