@@ -284,11 +284,8 @@ static int check_forward_args(const sd_unet *u, const sd_tensor *x, float t, con
     if (!x || !context || !y || !eps) return set_error(err, errlen, "sd_unet_forward: a tensor argument is missing");
     if (x->ndim != 4 || x->shape[1] != hp->in_channels)
         return set_error(err, errlen, "sd_unet_forward: latents must be [B, %d, h, w]", hp->in_channels);
-    int64_t b = x->shape[0], h = x->shape[2], w = x->shape[3], mult = (int64_t)1 << (hp->num_levels - 1);
-    if (h % mult || w % mult)
-        return set_error(err, errlen, "sd_unet_forward: latent size %lldx%lld is not a multiple of %lld "
-                         "(image sides must be multiples of %lld)", (long long)h, (long long)w, (long long)mult,
-                         (long long)mult * 8);
+    int64_t b = x->shape[0], h = x->shape[2], w = x->shape[3];
+    if (h < 1 || w < 1) return set_error(err, errlen, "sd_unet_forward: the latents are empty");
     if (!isfinite(t)) return set_error(err, errlen, "sd_unet_forward: the timestep is not finite");
     if (context->ndim != 3 || context->shape[0] != b || context->shape[2] != hp->context_dim)
         return set_error(err, errlen, "sd_unet_forward: context must be [%lld, n_tokens, %d]", (long long)b,
@@ -308,7 +305,7 @@ static sd_tensor *input_block(sd_backend *be, const sd_unet *u, const unet_block
 {
     int groups = u->hp.norm_groups;
     if (!blk->has_res) {
-        *d = (unet_dims){d->b, d->h / 2, d->w / 2};
+        *d = (unet_dims){d->b, (d->h + 1) / 2, (d->w + 1) / 2}; /* conv k3 s2 p1: ceil(n / 2) */
         sd_tensor *y = sd_new4(be, d->b, blk->conv.w.shape[0], d->h, d->w);
         sd_conv2d(be, y, x, &blk->conv.w, &blk->conv.b, 2, 1);
         return y;
@@ -330,10 +327,14 @@ static sd_tensor *middle_block(sd_backend *be, const sd_unet *u, const sd_tensor
     return out;
 }
 
-/* nearest x2 then conv3x3 (diffusers Upsample2D); frees x. */
-static sd_tensor *upsample(sd_backend *be, const unet_wb *conv, sd_tensor *x, unet_dims *d, int64_t ch)
+/* nearest to the next skip's size, then conv3x3 (diffusers Upsample2D: x2,
+ * or the skip's size via forward_upsample_size when a side was odd on the
+ * way down); frees x. */
+static sd_tensor *upsample(sd_backend *be, const unet_wb *conv, sd_tensor *x, unet_dims *d, int64_t ch,
+                           const sd_tensor *next_skip)
 {
-    *d = (unet_dims){d->b, d->h * 2, d->w * 2};
+    /* next_skip is NULL only after a backend failure, when no op runs anyway */
+    *d = next_skip ? (unet_dims){d->b, next_skip->shape[2], next_skip->shape[3]} : (unet_dims){d->b, d->h * 2, d->w * 2};
     sd_tensor *up = sd_new4(be, d->b, ch, d->h, d->w);
     sd_upsample_nearest(be, up, x);
     sd_tensor_free(be, x);
@@ -343,9 +344,11 @@ static sd_tensor *upsample(sd_backend *be, const unet_wb *conv, sd_tensor *x, un
     return y;
 }
 
-/* ResBlock(cat([h, skip], channels)) [+ transformer] [+ upsampler]; frees h and skip. */
+/* ResBlock(cat([h, skip], channels)) [+ transformer] [+ upsampler to the
+ * size of next_skip, the one the following block takes]; frees h and skip. */
 static sd_tensor *output_block(sd_backend *be, const sd_unet *u, const unet_block *blk, sd_tensor *h,
-                               sd_tensor *skip, unet_dims *d, const sd_tensor *emb_act, const sd_tensor *context)
+                               sd_tensor *skip, const sd_tensor *next_skip, unet_dims *d, const sd_tensor *emb_act,
+                               const sd_tensor *context)
 {
     int groups = u->hp.norm_groups;
     sd_tensor *cat = sd_new4(be, d->b, blk->res.cin, d->h, d->w);
@@ -355,7 +358,7 @@ static sd_tensor *output_block(sd_backend *be, const sd_unet *u, const unet_bloc
     h = unet_resblock_forward(be, &blk->res, groups, cat, *d, emb_act);
     sd_tensor_free(be, cat);
     if (blk->attn.depth) unet_transformer_forward(be, &blk->attn, groups, h, *d, context);
-    if (blk->has_conv) h = upsample(be, &blk->conv, h, d, blk->res.cout);
+    if (blk->has_conv) h = upsample(be, &blk->conv, h, d, blk->res.cout, next_skip);
     return h;
 }
 
@@ -373,7 +376,10 @@ static void unet_pass(sd_backend *be, const sd_unet *u, const sd_tensor *x, cons
     skips[ns++] = h;
     for (int i = 0; i < u->n_in; i++) skips[ns++] = h = input_block(be, u, &u->in[i], h, &d, emb_act, context);
     h = middle_block(be, u, h, d, emb_act, context);
-    for (int i = 0; i < u->n_out; i++) h = output_block(be, u, &u->out[i], h, skips[--ns], &d, emb_act, context);
+    for (int i = 0; i < u->n_out; i++) {
+        sd_tensor *skip = skips[--ns];
+        h = output_block(be, u, &u->out[i], h, skip, ns > 0 ? skips[ns - 1] : NULL, &d, emb_act, context);
+    }
     sd_group_norm(be, h, h, hp->norm_groups, OUT_GN_EPS, &u->out_norm.w, &u->out_norm.b, SD_ACT_SILU);
     sd_conv2d(be, eps, h, &u->out_conv.w, &u->out_conv.b, 1, 1);
     sd_tensor_free(be, h);

@@ -38,6 +38,10 @@ CASES = [
      [[64, 64, 0, 0, 64, 64], [96, 80, 8, 4, 64, 64]], 1),
     ("latent12x16_t500_5", 12, 16, 500.5, 154,
      [[96, 128, 0, 0, 96, 128], [1024, 768, 16, 32, 96, 128]], 2),
+    # Sides that are not multiples of 4 (72x104 images): diffusers'
+    # forward_upsample_size path upsamples to each skip's size.
+    ("latent9x13_t250", 9, 13, 250.0, 77,
+     [[72, 104, 0, 0, 72, 104], [72, 104, 0, 0, 72, 104]], 3),
 ]
 
 
