@@ -1,11 +1,13 @@
 /* VAE decode on a real-size SDXL checkpoint:
- *   bench_vae_decode CHECKPOINT LATENT_H LATENT_W [TILE [RUNS [THREADS]]]
+ *   bench_vae_decode CHECKPOINT LATENT_H LATENT_W [TILE [RUNS [THREADS [COMPARE]]]]
  * TILE 0 (default) decodes the whole image with sd_vae_decode; TILE > 0
  * uses sd_vae_decode_tiled with tiles of TILE latent pixels. Decodes one
  * image of N(0,1) latents (cpu generator, seed 0) divided by the scaling
  * factor, RUNS times (default 1), and prints the median seconds, the
  * backend's peak (tensors + scratch), the process's peak RSS, and the rgb8
- * image's mean byte (a checksum that the work was done). */
+ * image's mean byte (a checksum that the work was done). COMPARE 1 (tiled
+ * only) then decodes untiled too, after the peaks are printed, and prints
+ * the largest rgb8 difference between the two. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -62,6 +64,7 @@ int main(int argc, char **argv)
     }
     int h = atoi(argv[2]), w = atoi(argv[3]), tile = argc > 4 ? atoi(argv[4]) : 0;
     int runs = argc > 5 ? atoi(argv[5]) : 1, threads = argc > 6 ? atoi(argv[6]) : 0;
+    int compare = argc > 7 && atoi(argv[7]) && tile;
     if (h < 1 || w < 1 || h > 1024 || w > 1024 || tile < 0 || runs < 1 || runs > 50) {
         fprintf(stderr, "bad arguments\n");
         return 2;
@@ -77,8 +80,8 @@ int main(int argc, char **argv)
     sd_backend *be = sd_backend_cpu_new(&(sd_cpu_options){.threads = threads});
     size_t n = 4 * (size_t)h * (size_t)w, npix = 3 * 64 * (size_t)h * (size_t)w;
     float *z = malloc(n * sizeof *z);
-    uint8_t *rgb = malloc(npix);
-    if (!be || !z || !rgb) return fprintf(stderr, "out of memory\n"), 1;
+    uint8_t *rgb = malloc(npix), *ref = malloc(npix);
+    if (!be || !z || !rgb || !ref) return fprintf(stderr, "out of memory\n"), 1;
     sd_rng g;
     sd_rng_init(&g, SD_RNG_CPU, 0);
     sd_rng_randn(&g, n, z);
@@ -100,8 +103,21 @@ int main(int argc, char **argv)
     if (tile) printf("tile %d latent px\n", tile);
     printf("median %.3f s over %d run(s); backend peak %.1f MB; peak RSS %.1f MB; mean byte %.3f\n", t[runs / 2], runs,
            m.peak_bytes / 1048576.0, peak_rss_mb(), sum / (double)npix);
+    if (compare) {
+        fflush(stdout);
+        if (decode_once(be, v, z, h, w, 0, ref)) return 1;
+        int levels = 0;
+        size_t differing = 0;
+        for (size_t i = 0; i < npix; i++) {
+            int d = abs((int)rgb[i] - (int)ref[i]);
+            levels = d > levels ? d : levels;
+            differing += d != 0;
+        }
+        printf("tiled vs untiled rgb8: max %d level(s) off in %zu of %zu values\n", levels, differing, npix);
+    }
     free(z);
     free(rgb);
+    free(ref);
     sd_vae_free(v);
     sd_backend_free(be);
     st_close(f);
