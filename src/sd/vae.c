@@ -6,6 +6,7 @@
  * models/attention_processor.py (AttnProcessor2_0 on the VAE's mid-block
  * Attention), image_processor.py (postprocess, preprocess). */
 #include "sd/vae_impl.h"
+#include "sd/weights.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -34,74 +35,41 @@ int vae_backend_status(sd_backend *be, const char *what, char *err, size_t errle
 
 /* ---- weights ----------------------------------------------------------------------- */
 
-typedef struct {
-    const st_file *f;
-    char *err;
-    size_t errlen;
-    int failed;
-} binder;
-
-/* a->w, a->b = VAE_PREFIX + name + ".weight" / ".bias"; the first failure is kept. */
-static void bind_affine(binder *b, vae_affine *a, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void bind_affine(binder *b, vae_affine *a, const char *fmt, ...)
-{
-    memset(a, 0, sizeof *a);
-    if (b->failed) return;
-    char base[200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(base, sizeof base, fmt, ap);
-    va_end(ap);
-    sd_weight *dst[2] = {&a->w, &a->b};
-    static const char *const suffix[2] = {"weight", "bias"};
-    for (int i = 0; i < 2 && !b->failed; i++) {
-        char name[256];
-        snprintf(name, sizeof name, VAE_PREFIX "%s.%s", base, suffix[i]);
-        const st_tensor *t = st_find(b->f, name);
-        if (!t) {
-            vae_error(b->err, b->errlen, "VAE weight %s is missing", name);
-            b->failed = 1;
-        } else if (st_weight(t, dst[i], b->err, b->errlen) != 0) {
-            b->failed = 1;
-        }
-    }
-}
-
 /* conv1 [cout, cin, 3, 3] gives the widths; nin_shortcut exists iff they differ
  * (diffusers ResnetBlock2D use_in_shortcut default). */
-static void bind_resblock(binder *b, vae_resblock *r, const char *p)
+static void bind_resblock(sd_binder *b, vae_resblock *r, const char *p)
 {
-    bind_affine(b, &r->norm1, "%snorm1", p);
-    bind_affine(b, &r->conv1, "%sconv1", p);
-    bind_affine(b, &r->norm2, "%snorm2", p);
-    bind_affine(b, &r->conv2, "%sconv2", p);
+    sd_bind_wb(b, &r->norm1.w, &r->norm1.b, "%snorm1", p);
+    sd_bind_wb(b, &r->conv1.w, &r->conv1.b, "%sconv1", p);
+    sd_bind_wb(b, &r->norm2.w, &r->norm2.b, "%snorm2", p);
+    sd_bind_wb(b, &r->conv2.w, &r->conv2.b, "%sconv2", p);
     if (b->failed) return;
     r->cout = (int)r->conv1.w.shape[0];
     r->cin = (int)r->conv1.w.shape[1];
-    if (r->cin != r->cout) bind_affine(b, &r->shortcut, "%snin_shortcut", p);
+    if (r->cin != r->cout) sd_bind_wb(b, &r->shortcut.w, &r->shortcut.b, "%snin_shortcut", p);
 }
 
 /* <side>.mid.{block_1, attn_1, block_2}; q/k/v/proj_out may be [C,C,1,1] or [C,C]:
  * sd_linear takes both. */
-static void bind_mid(binder *b, vae_mid *m, const char *side)
+static void bind_mid(sd_binder *b, vae_mid *m, const char *side)
 {
     char p[64];
     snprintf(p, sizeof p, "%s.mid.block_1.", side);
     bind_resblock(b, &m->res1, p);
-    bind_affine(b, &m->norm, "%s.mid.attn_1.norm", side);
-    bind_affine(b, &m->q, "%s.mid.attn_1.q", side);
-    bind_affine(b, &m->k, "%s.mid.attn_1.k", side);
-    bind_affine(b, &m->v, "%s.mid.attn_1.v", side);
-    bind_affine(b, &m->proj, "%s.mid.attn_1.proj_out", side);
+    sd_bind_wb(b, &m->norm.w, &m->norm.b, "%s.mid.attn_1.norm", side);
+    sd_bind_wb(b, &m->q.w, &m->q.b, "%s.mid.attn_1.q", side);
+    sd_bind_wb(b, &m->k.w, &m->k.b, "%s.mid.attn_1.k", side);
+    sd_bind_wb(b, &m->v.w, &m->v.b, "%s.mid.attn_1.v", side);
+    sd_bind_wb(b, &m->proj.w, &m->proj.b, "%s.mid.attn_1.proj_out", side);
     snprintf(p, sizeof p, "%s.mid.block_2.", side);
     bind_resblock(b, &m->res2, p);
 }
 
 /* encoder.down.l: num_res_blocks resnets, then downsample.conv except on the last level. */
-static void bind_encoder(binder *b, sd_vae *v)
+static void bind_encoder(sd_binder *b, sd_vae *v)
 {
     const sdxl_vae_hparams *hp = &v->hp;
-    bind_affine(b, &v->enc_conv_in, "encoder.conv_in");
+    sd_bind_wb(b, &v->enc_conv_in.w, &v->enc_conv_in.b, "encoder.conv_in");
     for (int l = 0; l < hp->num_levels; l++) {
         vae_level *lv = &v->enc[l];
         lv->n_blocks = hp->num_res_blocks;
@@ -110,23 +78,23 @@ static void bind_encoder(binder *b, sd_vae *v)
             snprintf(p, sizeof p, "encoder.down.%d.block.%d.", l, j);
             bind_resblock(b, &lv->blocks[j], p);
         }
-        if (l < hp->num_levels - 1) bind_affine(b, &lv->resample, "encoder.down.%d.downsample.conv", l);
+        if (l < hp->num_levels - 1) sd_bind_wb(b, &lv->resample.w, &lv->resample.b, "encoder.down.%d.downsample.conv", l);
     }
     bind_mid(b, &v->enc_mid, "encoder");
-    bind_affine(b, &v->enc_norm_out, "encoder.norm_out");
-    bind_affine(b, &v->enc_conv_out, "encoder.conv_out");
-    bind_affine(b, &v->quant_conv, "quant_conv");
+    sd_bind_wb(b, &v->enc_norm_out.w, &v->enc_norm_out.b, "encoder.norm_out");
+    sd_bind_wb(b, &v->enc_conv_out.w, &v->enc_conv_out.b, "encoder.conv_out");
+    sd_bind_wb(b, &v->quant_conv.w, &v->quant_conv.b, "quant_conv");
 }
 
 /* LDM stores the decoder levels by resolution: decoder.up.(L-1) is the deepest
  * and runs first (diffusers up_blocks[i] = decoder.up.(L-1-i)); each has
  * num_res_blocks + 1 resnets, then upsample.conv except decoder.up.0. */
-static void bind_decoder(binder *b, sd_vae *v)
+static void bind_decoder(sd_binder *b, sd_vae *v)
 {
     const sdxl_vae_hparams *hp = &v->hp;
     int L = hp->num_levels;
-    bind_affine(b, &v->post_quant_conv, "post_quant_conv");
-    bind_affine(b, &v->dec_conv_in, "decoder.conv_in");
+    sd_bind_wb(b, &v->post_quant_conv.w, &v->post_quant_conv.b, "post_quant_conv");
+    sd_bind_wb(b, &v->dec_conv_in.w, &v->dec_conv_in.b, "decoder.conv_in");
     bind_mid(b, &v->dec_mid, "decoder");
     for (int i = 0; i < L; i++) {
         int l = L - 1 - i;
@@ -137,10 +105,10 @@ static void bind_decoder(binder *b, sd_vae *v)
             snprintf(p, sizeof p, "decoder.up.%d.block.%d.", l, j);
             bind_resblock(b, &lv->blocks[j], p);
         }
-        if (l > 0) bind_affine(b, &lv->resample, "decoder.up.%d.upsample.conv", l);
+        if (l > 0) sd_bind_wb(b, &lv->resample.w, &lv->resample.b, "decoder.up.%d.upsample.conv", l);
     }
-    bind_affine(b, &v->dec_norm_out, "decoder.norm_out");
-    bind_affine(b, &v->dec_conv_out, "decoder.conv_out");
+    sd_bind_wb(b, &v->dec_norm_out.w, &v->dec_norm_out.b, "decoder.norm_out");
+    sd_bind_wb(b, &v->dec_conv_out.w, &v->dec_conv_out.b, "decoder.conv_out");
 }
 
 int sd_vae_bind(sd_vae **out, const st_file *f, const sdxl_vae_hparams *hp, char *err, size_t errlen)
@@ -164,7 +132,7 @@ int sd_vae_bind(sd_vae **out, const st_file *f, const sdxl_vae_hparams *hp, char
     v->hp = *hp;
     v->scale = 1 << (hp->num_levels - 1);
     v->top_channels = hp->base_channels * hp->channel_mult[hp->num_levels - 1];
-    binder b = {.f = f, .err = err, .errlen = errlen};
+    sd_binder b = {.f = f, .prefix = VAE_PREFIX, .what = "VAE", .err = err, .errlen = errlen};
     bind_encoder(&b, v);
     bind_decoder(&b, v);
     if (b.failed) {
