@@ -401,5 +401,57 @@ int sd_sampler_run(const sd_plan *p, const sd_sample_io *io, float *x)
 {
     if (sd_sampler_is_stochastic(p->choice.sampler) && !io->noise) return SD_SAMPLE_ENONOISE;
     for (size_t j = 0; j < io->n; j++) x[j] = x[j] * p->init_noise_sigma;
-    return samplers[p->choice.sampler].ops->run(p, io, x);
+    return samplers[p->choice.sampler].ops->run(p, 0, io, x);
+}
+
+/* ---- img2img -------------------------------------------------------------- */
+
+/* scheduler.order: the second-order k-diffusion classes list every interior
+ * timestep twice (Heun, KDPM2, KDPM2Ancestral). */
+static int scheduler_order(sd_sampler_id id)
+{
+    return id == SD_SAMPLER_HEUN || id == SD_SAMPLER_DPM2 || id == SD_SAMPLER_DPM2_A ? 2 : 1;
+}
+
+int sd_plan_strength_begin(const sd_plan *p, double strength, int *steps_run)
+{
+    int init = (int)(p->steps * strength); /* Python's int() of a double */
+    if (init > p->steps) init = p->steps;
+    if (init < 0) init = 0;
+    *steps_run = init;
+    return (p->steps - init) * scheduler_order(p->choice.sampler);
+}
+
+void sd_sampler_add_noise(const sd_plan *p, int begin, const float *x0, const float *noise, float *x, size_t n)
+{
+    switch (p->choice.sampler) {
+    case SD_SAMPLER_DDIM:
+    case SD_SAMPLER_LCM: { /* alphas_cumprod[t]^0.5 x0 + (1 - alphas_cumprod[t])^0.5 noise */
+        float a = sd_train_schedule_sdxl()->alphas_cumprod[(int)p->timesteps[begin]];
+        float sqrt_a = sqrtf(a), sqrt_b = sqrtf(1.0f - a);
+        for (size_t j = 0; j < n; j++) x[j] = sqrt_a * x0[j] + sqrt_b * noise[j];
+        break;
+    }
+    case SD_SAMPLER_DPMPP_2M:
+    case SD_SAMPLER_DPMPP_2M_SDE:
+    case SD_SAMPLER_DPMPP_3M_SDE:
+    case SD_SAMPLER_UNIPC: { /* _sigma_to_alpha_sigma_t: alpha_t x0 + sigma_t noise */
+        float sigma = p->sigmas[begin];
+        float alpha_t = 1.0f / sqrtf(sigma * sigma + 1.0f), sigma_t = sigma * alpha_t;
+        for (size_t j = 0; j < n; j++) x[j] = alpha_t * x0[j] + sigma_t * noise[j];
+        break;
+    }
+    default: { /* the k-diffusion classes: x0 + noise * sigma */
+        float sigma = p->sigmas[begin];
+        for (size_t j = 0; j < n; j++) x[j] = x0[j] + noise[j] * sigma;
+        break;
+    }
+    }
+}
+
+int sd_sampler_run_from(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
+{
+    if (sd_sampler_is_stochastic(p->choice.sampler) && !io->noise) return SD_SAMPLE_ENONOISE;
+    if (begin < 0 || begin >= p->n_evals) return 0;
+    return samplers[p->choice.sampler].ops->run(p, begin, io, x);
 }

@@ -127,4 +127,33 @@ typedef struct {
  * sampler without a noise source) or SD_SAMPLE_ENOMEM. */
 int sd_sampler_run(const sd_plan *p, const sd_sample_io *io, float *x);
 
+/* img2img, as StableDiffusionXLImg2ImgPipeline runs it (get_timesteps with
+ * denoising_start None, scheduler.set_begin_index, prepare_latents):
+ *
+ * sd_plan_strength_begin: init = min(int(steps * strength), steps) steps are
+ * run (*steps_run), starting at model evaluation
+ * begin = (steps - init) * scheduler.order (order 2 for Heun, DPM2, DPM2 a,
+ * whose plans list every interior timestep twice). strength is a double so
+ * that int() truncates the same product Python does (10 * 0.7 -> 7). With
+ * *steps_run == 0 nothing would be denoised (diffusers fails there).
+ *
+ * sd_sampler_add_noise: scheduler.add_noise at the first timestep run:
+ *   k-diffusion classes (Euler, Euler a, Heun, DPM2, DPM2 a, LMS):
+ *       x = x0 + noise * sigmas[begin]
+ *   DPMSolverMultistep and UniPC: x = alpha_t x0 + sigma_t noise with
+ *       alpha_t = 1/sqrt(sigma^2 + 1), sigma_t = sigma alpha_t, sigma = sigmas[begin]
+ *   DDIM and LCM: x = sqrt(acp[t]) x0 + sqrt(1 - acp[t]) noise, t = timesteps[begin]
+ * (fp32, diffusers' operation order; x may alias x0 or noise).
+ *
+ * sd_sampler_run_from: runs model evaluations begin..n_evals-1 on x, which
+ * holds the noised latents (no init_noise_sigma scaling). Step indices stay
+ * those of the whole plan, as diffusers' step_index after set_begin_index:
+ * lower_order_final, LCM's last step and LMS's order count from the start of
+ * the schedule, while the solver history starts empty (LMS then sums only the
+ * derivatives it has, as diffusers' zip does; UniPC corrects from the second
+ * step run). Returns as sd_sampler_run; begin >= n_evals runs nothing. */
+int sd_plan_strength_begin(const sd_plan *p, double strength, int *steps_run);
+void sd_sampler_add_noise(const sd_plan *p, int begin, const float *x0, const float *noise, float *x, size_t n);
+int sd_sampler_run_from(const sd_plan *p, int begin, const sd_sample_io *io, float *x);
+
 #endif

@@ -27,13 +27,13 @@ static void ddim_step(float *x, const float *eps, float a_t, float a_prev, size_
     }
 }
 
-static int ddim_run(const sd_plan *p, const sd_sample_io *io, float *x)
+static int ddim_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
 {
     const float *acp = sd_train_schedule_sdxl()->alphas_cumprod;
     float *eps = sd_latents_alloc(io, 1);
     if (!eps) return SD_SAMPLE_ENOMEM;
     int ratio = SD_TRAIN_STEPS / p->steps, rc = 0;
-    for (int i = 0; i < p->n_evals && !rc; i++) {
+    for (int i = begin; i < p->n_evals && !rc; i++) {
         int t = (int)p->timesteps[i], prev = t - ratio;
         if (!(rc = sd_eps(io, x, p->timesteps[i], eps)))
             ddim_step(x, eps, acp[t], prev >= 0 ? acp[prev] : acp[0], io->n);

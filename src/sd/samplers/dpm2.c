@@ -42,14 +42,14 @@ static void dpm2_plan(sd_plan *p)
     p->init_noise_sigma = sd_k_init_noise_sigma(p);
 }
 
-static int dpm2_run(const sd_plan *p, const sd_sample_io *io, float *x)
+static int dpm2_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
 {
     size_t n = io->n;
     float *buf = sd_latents_alloc(io, 3);
     if (!buf) return SD_SAMPLE_ENOMEM;
     float *x_in = buf, *eps = buf + n, *x_first = buf + 2 * n;
     int rc = 0;
-    for (int k = 0; k < p->n_evals && !rc; k++) {
+    for (int k = begin; k < p->n_evals && !rc; k++) {
         int first = k % 2 == 0;
         /* sigmas / sigmas_interpol at the interleaved index of this step */
         int base = first ? k : k - 1;

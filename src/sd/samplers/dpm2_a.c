@@ -45,7 +45,7 @@ static void dpm2_a_plan(sd_plan *p)
     p->init_noise_sigma = sd_k_init_noise_sigma(p);
 }
 
-static int dpm2_a_run(const sd_plan *p, const sd_sample_io *io, float *x)
+static int dpm2_a_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
 {
     size_t n = io->n;
     int steps = p->n_sigmas / 2 - 1; /* sigmas before interleaving: steps + 1 */
@@ -55,7 +55,7 @@ static int dpm2_a_run(const sd_plan *p, const sd_sample_io *io, float *x)
     if (!buf) return SD_SAMPLE_ENOMEM;
     float *x_in = buf, *eps = buf + n, *x_first = buf + 2 * n, *z = buf + 3 * n;
     int rc = 0;
-    for (int k = 0; k < p->n_evals && !rc; k++) {
+    for (int k = begin; k < p->n_evals && !rc; k++) {
         int first = k % 2 == 0, j = k / 2;
         float sigma = s[j];
         ancestral a = ancestral_at(s, steps, j);

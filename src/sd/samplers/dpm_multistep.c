@@ -101,7 +101,7 @@ static void third_order_sde(float *x, const float *m0, const float *m1, const fl
     }
 }
 
-static int dpm_run(const sd_plan *p, const sd_sample_io *io, float *x, int order, int sde)
+static int dpm_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x, int order, int sde)
 {
     size_t n = io->n;
     float *buf = sd_latents_alloc(io, 5);
@@ -110,7 +110,7 @@ static int dpm_run(const sd_plan *p, const sd_sample_io *io, float *x, int order
     float *hist[3] = {buf + 2 * n, buf + 3 * n, buf + 4 * n}; /* x0 of steps i-2, i-1, i */
     float lambda[3] = {0, 0, 0};
     int N = p->n_evals, lower_order_nums = 0, rc = 0;
-    for (int i = 0; i < N && !rc; i++) {
+    for (int i = begin; i < N && !rc; i++) {
         if ((rc = sd_eps(io, x, p->timesteps[i], eps))) break;
         vp_point s = vp_at(p->sigmas[i]), t = vp_at(p->sigmas[i + 1]);
         float *oldest = hist[0];
@@ -133,9 +133,18 @@ static int dpm_run(const sd_plan *p, const sd_sample_io *io, float *x, int order
     return rc;
 }
 
-static int dpmpp_2m_run(const sd_plan *p, const sd_sample_io *io, float *x) { return dpm_run(p, io, x, 2, 0); }
-static int dpmpp_2m_sde_run(const sd_plan *p, const sd_sample_io *io, float *x) { return dpm_run(p, io, x, 2, 1); }
-static int dpmpp_3m_sde_run(const sd_plan *p, const sd_sample_io *io, float *x) { return dpm_run(p, io, x, 3, 1); }
+static int dpmpp_2m_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
+{
+    return dpm_run(p, begin, io, x, 2, 0);
+}
+static int dpmpp_2m_sde_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
+{
+    return dpm_run(p, begin, io, x, 2, 1);
+}
+static int dpmpp_3m_sde_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
+{
+    return dpm_run(p, begin, io, x, 3, 1);
+}
 
 const sd_sampler_ops sd_dpmpp_2m_ops = {dpm_plan, dpmpp_2m_run};
 const sd_sampler_ops sd_dpmpp_2m_sde_ops = {dpm_plan, dpmpp_2m_sde_run};

@@ -24,13 +24,13 @@ static void euler_step(float *x, const float *eps, float sigma, float sigma_next
     }
 }
 
-static int euler_run(const sd_plan *p, const sd_sample_io *io, float *x)
+static int euler_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
 {
     float *x_in = sd_latents_alloc(io, 2);
     if (!x_in) return SD_SAMPLE_ENOMEM;
     float *eps = x_in + io->n;
     int rc = 0;
-    for (int i = 0; i < p->n_evals && !rc; i++) {
+    for (int i = begin; i < p->n_evals && !rc; i++) {
         sd_scale_input(x, p->sigmas[i], x_in, io->n);
         rc = sd_eps(io, x_in, p->timesteps[i], eps);
         if (!rc) euler_step(x, eps, p->sigmas[i], p->sigmas[i + 1], io->n);

@@ -30,13 +30,13 @@ static void euler_a_step(float *x, const float *eps, const float *z, float from,
     }
 }
 
-static int euler_a_run(const sd_plan *p, const sd_sample_io *io, float *x)
+static int euler_a_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
 {
     float *x_in = sd_latents_alloc(io, 3);
     if (!x_in) return SD_SAMPLE_ENOMEM;
     float *eps = x_in + io->n, *z = eps + io->n;
     int rc = 0;
-    for (int i = 0; i < p->n_evals && !rc; i++) {
+    for (int i = begin; i < p->n_evals && !rc; i++) {
         sd_scale_input(x, p->sigmas[i], x_in, io->n);
         if (!(rc = sd_eps(io, x_in, p->timesteps[i], eps)) && !(rc = sd_noise(io, z)))
             euler_a_step(x, eps, z, p->sigmas[i], p->sigmas[i + 1], io->n);

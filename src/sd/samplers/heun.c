@@ -22,7 +22,7 @@ static void heun_plan(sd_plan *p)
     p->init_noise_sigma = sd_k_init_noise_sigma(p);
 }
 
-static int heun_run(const sd_plan *p, const sd_sample_io *io, float *x)
+static int heun_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
 {
     size_t n = io->n;
     float *buf = sd_latents_alloc(io, 4);
@@ -30,7 +30,7 @@ static int heun_run(const sd_plan *p, const sd_sample_io *io, float *x)
     float *x_in = buf, *eps = buf + n, *d_first = buf + 2 * n, *x_first = buf + 3 * n;
     float dt = 0.0f;
     int rc = 0;
-    for (int k = 0; k < p->n_evals && !rc; k++) {
+    for (int k = begin; k < p->n_evals && !rc; k++) {
         int first = k % 2 == 0;
         sd_scale_input(x, p->sigmas[k], x_in, n);
         if ((rc = sd_eps(io, x_in, p->timesteps[k], eps))) break;

@@ -32,7 +32,7 @@ static void boundary_scalings(int t, float *c_skip, float *c_out)
     *c_out = scaled / sqrtf(scaled * scaled + 0.25f);
 }
 
-static int lcm_run(const sd_plan *p, const sd_sample_io *io, float *x)
+static int lcm_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
 {
     const float *acp = sd_train_schedule_sdxl()->alphas_cumprod;
     size_t n = io->n;
@@ -40,7 +40,7 @@ static int lcm_run(const sd_plan *p, const sd_sample_io *io, float *x)
     if (!buf) return SD_SAMPLE_ENOMEM;
     float *eps = buf, *z = buf + n;
     int N = p->n_evals, rc = 0;
-    for (int i = 0; i < N && !rc; i++) {
+    for (int i = begin; i < N && !rc; i++) {
         int t = (int)p->timesteps[i], prev = i + 1 < N ? (int)p->timesteps[i + 1] : t;
         if ((rc = sd_eps(io, x, p->timesteps[i], eps))) break;
         float a_t = acp[t], a_prev = acp[prev], c_skip, c_out;

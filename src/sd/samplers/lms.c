@@ -34,7 +34,7 @@ static double lms_coefficient(const float *sigmas, int order, int i, int k)
     return 0.5 * (b - a) * sum;
 }
 
-static int lms_run(const sd_plan *p, const sd_sample_io *io, float *x)
+static int lms_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
 {
     size_t n = io->n;
     float *buf = sd_latents_alloc(io, 3 + LMS_ORDER);
@@ -43,7 +43,7 @@ static int lms_run(const sd_plan *p, const sd_sample_io *io, float *x)
     float *d[LMS_ORDER]; /* d[0] newest */
     for (int k = 0; k < LMS_ORDER; k++) d[k] = buf + (3 + k) * n;
     int rc = 0;
-    for (int i = 0; i < p->n_evals && !rc; i++) {
+    for (int i = begin; i < p->n_evals && !rc; i++) {
         float sigma = p->sigmas[i];
         sd_scale_input(x, sigma, x_in, n);
         if ((rc = sd_eps(io, x_in, p->timesteps[i], eps))) break;
@@ -54,8 +54,12 @@ static int lms_run(const sd_plan *p, const sd_sample_io *io, float *x)
             float x0 = x[j] - sigma * eps[j];
             d[0][j] = (x[j] - x0) / sigma;
         }
-        int order = i + 1 < LMS_ORDER ? i + 1 : LMS_ORDER;
-        for (int k = 0; k < order; k++) {
+        /* order = min(step_index + 1, 4) counts from the schedule's start,
+         * but only the derivatives of the steps run exist: diffusers zips the
+         * coefficients with them, so after set_begin_index (img2img) the
+         * first steps use fewer terms of a higher-order polynomial. */
+        int order = i + 1 < LMS_ORDER ? i + 1 : LMS_ORDER, have = i - begin + 1;
+        for (int k = 0; k < order && k < have; k++) {
             float c = (float)lms_coefficient(p->sigmas, order, i, k);
             for (size_t j = 0; j < n; j++) acc[j] = k ? acc[j] + c * d[k][j] : c * d[k][j];
         }

@@ -13,8 +13,12 @@ typedef struct {
     /* Fills p->n_evals, timesteps, n_sigmas, sigmas and init_noise_sigma for
      * p->choice and p->steps; the arrays hold SD_PLAN_CAP(steps) values. */
     void (*plan)(sd_plan *p);
-    /* Runs the loop on x (already scaled by init_noise_sigma). */
-    int (*run)(const sd_plan *p, const sd_sample_io *io, float *x);
+    /* Runs model evaluations begin..n_evals-1 on x (txt2img: begin 0, x
+     * already scaled by init_noise_sigma; img2img: x noised to the
+     * begin'th timestep). Indices stay absolute, as diffusers' step_index
+     * after set_begin_index(begin); the solver state (history, order
+     * ramp-up, first/second stage) starts fresh, as after set_timesteps. */
+    int (*run)(const sd_plan *p, int begin, const sd_sample_io *io, float *x);
 } sd_sampler_ops;
 
 #define SD_PLAN_CAP(steps) (2 * (steps) + 6)

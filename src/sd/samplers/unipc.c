@@ -2,8 +2,8 @@
  * with its defaults: solver_order 2, bh2, predict_x0, lower_order_final, the
  * corrector on every step after the first, final sigma 0. VP space like
  * DPM-Solver; init_noise_sigma 1, the model sees x unscaled.
- * Per step i: x0_i from the model; if i > 0 the corrector UniC refines x
- * with x0_i; then the predictor UniP steps to sigma_{i+1}. */
+ * Per step i: x0_i from the model; after the first step run the corrector
+ * UniC refines x with x0_i; then the predictor UniP steps to sigma_{i+1}. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +100,7 @@ static void corrector(float *x_t, const float *x, const float *m0, const float *
     }
 }
 
-static int unipc_run(const sd_plan *p, const sd_sample_io *io, float *x)
+static int unipc_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x)
 {
     size_t n = io->n;
     float *buf = sd_latents_alloc(io, 5);
@@ -108,11 +108,11 @@ static int unipc_run(const sd_plan *p, const sd_sample_io *io, float *x)
     float *eps = buf, *last = buf + n, *m_new = buf + 2 * n;
     float *m[2] = {buf + 3 * n, buf + 4 * n}; /* x0 of steps i-2, i-1 */
     int N = p->n_evals, lower_order_nums = 0, this_order = 0, rc = 0;
-    for (int i = 0; i < N && !rc; i++) {
+    for (int i = begin; i < N && !rc; i++) {
         if ((rc = sd_eps(io, x, p->timesteps[i], eps))) break;
         vp_point s = vp_at(p->sigmas[i]);
         for (size_t j = 0; j < n; j++) m_new[j] = (x[j] - s.sigma * eps[j]) / s.alpha;
-        if (i > 0)
+        if (i > begin) /* step_index > 0 and a last_sample exists */
             corrector(x, last, m[1], m[0], m_new, i >= 2 ? p->sigmas[i - 2] : 0.0f,
                       coef_between(p->sigmas[i], p->sigmas[i - 1]), this_order, n);
         float *oldest = m[0];
