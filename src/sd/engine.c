@@ -1,8 +1,10 @@
-/* The SDXL engine and its txt2img job (see sd/engine.h): loading the
- * checkpoint once, then per job the pipeline of diffusers'
+/* The SDXL engine and its txt2img and img2img jobs (see sd/engine.h):
+ * loading the checkpoint once, then per job the pipeline of diffusers'
  * StableDiffusionXLPipeline.__call__ (pipeline_stable_diffusion_xl.py,
  * diffusers 0.42): encode_prompt, prepare_latents, the denoising loop with
- * CFG, vae.decode and VaeImageProcessor.postprocess. */
+ * CFG, vae.decode and VaeImageProcessor.postprocess; for img2img
+ * StableDiffusionXLImg2ImgPipeline's (pipeline_stable_diffusion_xl_img2img.py)
+ * preprocess, get_timesteps and prepare_latents in place of the noise. */
 #include "sd/engine.h"
 
 #include <math.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "image/resize.h"
 #include "sd/guidance.h"
 #include "sd/prompt.h"
 #include "sd/text_encoder.h"
@@ -167,6 +170,33 @@ static sd_status check_params(const sd_engine *e, const sd_txt2img_params *p, ch
     return SD_OK;
 }
 
+void sd_img2img_params_default(sd_img2img_params *p)
+{
+    memset(p, 0, sizeof *p);
+    sd_txt2img_params_default(&p->gen);
+    p->strength = SD_IMG2IMG_STRENGTH_DEFAULT;
+}
+
+/* diffusers' check_inputs (strength in [0, 1]) and get_timesteps (at least
+ * one step left); the init image's size. */
+static sd_status check_img2img(const sd_img2img_params *p, const sd_plan *plan, int *begin, int *steps_run,
+                               char *err, size_t errlen)
+{
+    if (!p->init_rgb) return fail(SD_EINVALID, err, errlen, "img2img needs an init image");
+    if (p->init_width < 1 || p->init_height < 1 || p->init_width > SD_MAX_INIT_SIDE ||
+        p->init_height > SD_MAX_INIT_SIDE)
+        return fail(SD_EINVALID, err, errlen, "the init image must be 1 to %d pixels per side (got %dx%d)",
+                    SD_MAX_INIT_SIDE, p->init_width, p->init_height);
+    if (!isfinite(p->strength) || p->strength < 0.0 || p->strength > 1.0)
+        return fail(SD_EINVALID, err, errlen, "strength must be between 0 and 1 (got %g)", p->strength);
+    *begin = sd_plan_strength_begin(plan, p->strength, steps_run);
+    if (*steps_run < 1)
+        return fail(SD_EINVALID, err, errlen,
+                    "strength %g with %d steps leaves no step to run (int(steps * strength) = 0); "
+                    "raise strength or steps", p->strength, plan->steps);
+    return SD_OK;
+}
+
 /* ---- one job ------------------------------------------------------------------ */
 
 /* The conditioning of one UNet call on the backend: context [rows, n, width]
@@ -178,6 +208,9 @@ typedef struct {
 typedef struct {
     sd_engine *e;
     const sd_txt2img_params *p;
+    const sd_img2img_params *i2i; /* NULL for txt2img */
+    int begin;                  /* the plan's first model evaluation (img2img) */
+    int steps_total;            /* the steps this job runs and reports */
     int batch, lh, lw;          /* latent height and width */
     size_t n_per_image;         /* 4 * lh * lw */
     sd_conditioning cond, uncond;
@@ -192,11 +225,11 @@ typedef struct {
     sd_status status;           /* why a callback stopped the sampler */
     char *err;
     size_t errlen;
-} txt2img_job;
+} gen_job;
 
 enum { STOP = 1 }; /* what the callbacks return to the sampler; the cause is in job->status */
 
-static int stop(txt2img_job *j, sd_status s, const char *fmt, ...)
+static int stop(gen_job *j, sd_status s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -206,12 +239,12 @@ static int stop(txt2img_job *j, sd_status s, const char *fmt, ...)
     return STOP;
 }
 
-static bool cancel_requested(const txt2img_job *j)
+static bool cancel_requested(const gen_job *j)
 {
     return j->p->cancel && atomic_load(j->p->cancel);
 }
 
-static int encode_one(txt2img_job *j, const char *text, bool negative, sd_conditioning *out, size_t *tokens)
+static int encode_one(gen_job *j, const char *text, bool negative, sd_conditioning *out, size_t *tokens)
 {
     sd_engine *e = j->e;
     sd_prompt_options opts = SD_PROMPT_OPTIONS_DEFAULT;
@@ -231,7 +264,7 @@ static int encode_one(txt2img_job *j, const char *text, bool negative, sd_condit
 /* Rows of host conditioning for `rows` images: `first` for rows [0, split),
  * `second` for [split, rows). The added vector of each row is the pooled
  * text embedding and the micro-conditioning (H, W, 0, 0, H, W). */
-static int upload_cond(txt2img_job *j, unet_cond *c, const sd_conditioning *first, const sd_conditioning *second,
+static int upload_cond(gen_job *j, unet_cond *c, const sd_conditioning *first, const sd_conditioning *second,
                        int split, int rows)
 {
     sd_backend *be = j->e->be;
@@ -266,7 +299,7 @@ static void free_cond(sd_backend *be, unet_cond *c)
 }
 
 /* Prompt and negative -> the UNet conditioning of the whole job. */
-static int prepare_conditioning(txt2img_job *j)
+static int prepare_conditioning(gen_job *j)
 {
     const char *neg = j->p->negative_prompt ? j->p->negative_prompt : "";
     int b = j->batch;
@@ -279,7 +312,7 @@ static int prepare_conditioning(txt2img_job *j)
 }
 
 /* eps for `rows` latents under one conditioning. */
-static int unet_pass(txt2img_job *j, const float *x_in, int rows, const unet_cond *c, float t, float *eps)
+static int unet_pass(gen_job *j, const float *x_in, int rows, const unet_cond *c, float t, float *eps)
 {
     sd_engine *e = j->e;
     int c_in = e->hp.unet.in_channels, c_out = e->hp.unet.out_channels;
@@ -299,7 +332,7 @@ static int unet_pass(txt2img_job *j, const float *x_in, int rows, const unet_con
 /* sd_model_fn for the CFG denoiser. */
 static int run_model(void *ctx, const float *x_in, int rows, int with_uncond, float t, float *eps)
 {
-    txt2img_job *j = ctx;
+    gen_job *j = ctx;
     if (cancel_requested(j)) return stop(j, SD_ECANCELLED, "cancelled");
     if (!with_uncond) return unet_pass(j, x_in, rows, &j->c_cond, t, eps);
     if (j->c_both.context) return unet_pass(j, x_in, rows, &j->c_both, t, eps);
@@ -310,25 +343,26 @@ static int run_model(void *ctx, const float *x_in, int rows, int with_uncond, fl
 }
 
 /* Reports every step completed up to `done`. */
-static int report_steps(txt2img_job *j, int done)
+static int report_steps(gen_job *j, int done)
 {
     const sd_txt2img_params *p = j->p;
     while (j->steps_reported < done) {
         j->steps_reported++;
-        if (p->progress && p->progress(p->progress_ctx, j->steps_reported, p->steps))
+        if (p->progress && p->progress(p->progress_ctx, j->steps_reported, j->steps_total))
             return stop(j, SD_ECANCELLED, "cancelled by the progress callback at step %d/%d", j->steps_reported,
-                        p->steps);
+                        j->steps_total);
     }
     return 0;
 }
 
-/* sd_eps_fn given to the sampler. Model evaluation k starts when
- * floor(k * steps / n_evals) steps are complete: exact for one evaluation
- * per step, and for Heun/DPM2's 2N-1 it lands after each step's second. */
+/* sd_eps_fn given to the sampler. Model evaluation k (of the n_evals this
+ * job runs) starts when floor(k * steps / n_evals) steps are complete: exact
+ * for one evaluation per step, and for Heun/DPM2's 2N-1 it lands after each
+ * step's second. */
 static int eps_with_progress(void *ctx, const float *x_in, float t, float *eps)
 {
-    txt2img_job *j = ctx;
-    int rc = report_steps(j, (int)((long)j->evals * j->p->steps / j->n_evals));
+    gen_job *j = ctx;
+    int rc = report_steps(j, (int)((long)j->evals * j->steps_total / j->n_evals));
     if (!rc) rc = sd_cfg_eps(&j->denoiser, x_in, t, eps);
     j->evals++;
     return rc;
@@ -337,19 +371,103 @@ static int eps_with_progress(void *ctx, const float *x_in, float t, float *eps)
 /* sd_noise_fn: the sampler's noise continues each image's generator. */
 static int draw_noise(void *ctx, float *out, size_t n)
 {
-    txt2img_job *j = ctx;
+    gen_job *j = ctx;
     sd_batch_rng_randn(&j->noise, n / (size_t)j->batch, out);
     return 0;
 }
 
-static sd_status sample(txt2img_job *j, const sd_plan *plan, float *latents)
+/* ---- img2img: the init latents ------------------------------------------------- */
+
+/* The init image, resized to cover the job's size and centre-cropped,
+ * through the VAE encoder: the posterior's mean and logvar (n_per_image
+ * values each) of one image. */
+static sd_status encode_init_image(gen_job *j, float *mean, float *logvar)
+{
+    sd_engine *e = j->e;
+    const sd_img2img_params *q = j->i2i;
+    int w = j->p->width, h = j->p->height, z = e->hp.vae.z_channels;
+    size_t pixels = (size_t)w * h;
+    uint8_t *rgb = malloc(pixels * 3);
+    float *chw = malloc(sizeof(float) * pixels * 3);
+    sd_tensor *image = sd_new4(e->be, 1, 3, h, w);
+    sd_tensor *t_mean = sd_new4(e->be, 1, z, j->lh, j->lw), *t_logvar = sd_new4(e->be, 1, z, j->lh, j->lw);
+    char msg[512] = "";
+    int rc = !rgb || !chw || !image || !t_mean || !t_logvar ||
+             img_resize_cover(q->init_rgb, q->init_width, q->init_height, rgb, w, h) ? -1 : 0;
+    if (rc) snprintf(msg, sizeof msg, "out of memory");
+    if (!rc) {
+        sd_vae_from_rgb8(rgb, h, w, chw);
+        rc = sd_tensor_upload(e->be, image, chw);
+    }
+    if (!rc) rc = sd_vae_encode(e->be, e->vae, image, t_mean, t_logvar, msg, sizeof msg);
+    if (!rc) rc = sd_tensor_download(e->be, t_mean, mean);
+    if (!rc) rc = sd_tensor_download(e->be, t_logvar, logvar);
+    free(rgb);
+    free(chw);
+    sd_tensor_free(e->be, image);
+    sd_tensor_free(e->be, t_mean);
+    sd_tensor_free(e->be, t_logvar);
+    if (!rc) return SD_OK;
+    const char *why = msg[0] ? msg : sd_backend_error(e->be) ? sd_backend_error(e->be) : "failed";
+    return fail(status_of_message(why, SD_EINTERNAL), j->err, j->errlen, "VAE encode: %s", why);
+}
+
+/* The generators' first draw, the posterior sample's noise: one
+ * (1, 4, h, w) draw per image generator, or one draw that every image shares
+ * under one generator (diffusers encodes the single image once and repeats
+ * its latent for num_images_per_prompt). */
+static void draw_posterior_noise(gen_job *j, float *z)
+{
+    size_t n = j->n_per_image;
+    if (j->noise.mode == SD_BATCH_SEED_PER_IMAGE) {
+        sd_batch_rng_randn(&j->noise, n, z);
+        return;
+    }
+    sd_rng_randn(&j->noise.gens[0], n, z);
+    for (int b = 1; b < j->batch; b++) memcpy(z + (size_t)b * n, z, sizeof(float) * n);
+}
+
+/* StableDiffusionXLImg2ImgPipeline.prepare_latents: per image
+ * x0 = 0.13025 * (mean + exp(0.5 * clamp(logvar, -30, 20)) * z1)
+ * (DiagonalGaussianDistribution.sample), then the scheduler's add_noise of
+ * the second draw z2 at the first timestep run. */
+static sd_status img2img_latents(gen_job *j, const sd_plan *plan, float *latents)
+{
+    size_t n = j->n_per_image, total = (size_t)j->batch * n;
+    float *posterior = malloc(sizeof(float) * 2 * n), *z = malloc(sizeof(float) * total);
+    sd_status st = posterior && z ? encode_init_image(j, posterior, posterior + n)
+                                  : fail(SD_ENOMEM, j->err, j->errlen, "out of memory for the init latents");
+    if (st == SD_OK) {
+        const float *mean = posterior, *logvar = posterior + n;
+        draw_posterior_noise(j, z);
+        for (int b = 0; b < j->batch; b++)
+            for (size_t i = 0; i < n; i++) {
+                float std = expf(0.5f * fminf(fmaxf(logvar[i], -30.0f), 20.0f));
+                latents[b * n + i] = (mean[i] + std * z[b * n + i]) * SD_VAE_SCALING_FACTOR;
+            }
+        sd_batch_rng_randn(&j->noise, n, z);
+        sd_sampler_add_noise(plan, j->begin, latents, z, latents, total);
+    }
+    free(posterior);
+    free(z);
+    return st;
+}
+
+/* txt2img: from the generator's first draw; img2img: from the noised init
+ * latents already in `latents`. */
+static sd_status sample(gen_job *j, const sd_plan *plan, float *latents)
 {
     size_t n = (size_t)j->batch * j->n_per_image;
-    sd_batch_rng_randn(&j->noise, j->n_per_image, latents);
-    j->n_evals = plan->n_evals;
+    j->n_evals = plan->n_evals - j->begin;
     sd_sample_io io = {.n = n, .eps = eps_with_progress, .eps_ctx = j, .noise = draw_noise, .noise_ctx = j};
-    int rc = sd_sampler_run(plan, &io, latents);
-    if (rc == 0) rc = report_steps(j, j->p->steps);
+    int rc;
+    if (j->i2i) {
+        rc = sd_sampler_run_from(plan, j->begin, &io, latents);
+    } else {
+        sd_batch_rng_randn(&j->noise, j->n_per_image, latents);
+        rc = sd_sampler_run(plan, &io, latents);
+    }
+    if (rc == 0) rc = report_steps(j, j->steps_total);
     if (rc == 0) return SD_OK;
     if (rc > 0) return j->status;
     if (rc == SD_SAMPLE_ENOMEM) return fail(SD_ENOMEM, j->err, j->errlen, "sampler: out of memory");
@@ -358,7 +476,7 @@ static sd_status sample(txt2img_job *j, const sd_plan *plan, float *latents)
 
 /* latents / scaling factor -> VAE -> RGB8, one image at a time (the decoder
  * has no cross-image op, and this bounds memory by one image). */
-static sd_status decode(txt2img_job *j, const float *latents, uint8_t *rgb)
+static sd_status decode(gen_job *j, const float *latents, uint8_t *rgb)
 {
     sd_engine *e = j->e;
     const sd_txt2img_params *p = j->p;
@@ -419,7 +537,7 @@ static sd_status alloc_output(const sd_txt2img_params *p, sd_image_out *out, cha
     return SD_OK;
 }
 
-static void job_release(txt2img_job *j)
+static void job_release(gen_job *j)
 {
     sd_backend *be = j->e->be;
     free_cond(be, &j->c_both);
@@ -433,15 +551,24 @@ static void job_release(txt2img_job *j)
     sd_backend_clear_error(be);
 }
 
-static sd_status run_job(txt2img_job *j, const sd_plan *plan, sd_image_out *out)
+/* img2img's latents in place of the noise; the time it takes. */
+static sd_status prepare_init_latents(gen_job *j, const sd_plan *plan, float *latents, sd_image_out *out)
+{
+    double t0 = now_seconds();
+    sd_status st = cancel_requested(j) ? fail(SD_ECANCELLED, j->err, j->errlen, "cancelled")
+                                       : img2img_latents(j, plan, latents);
+    out->t_image_encode = now_seconds() - t0;
+    return st;
+}
+
+static sd_status run_job(gen_job *j, const sd_plan *plan, sd_image_out *out)
 {
     const sd_txt2img_params *p = j->p;
     double t0 = now_seconds();
     if (prepare_conditioning(j)) return j->status;
     out->prompt_tokens = j->cond_tokens, out->negative_tokens = j->uncond_tokens;
     out->unet_calls_per_eval = j->guided && !j->c_both.context ? 2 : 1;
-    double t1 = now_seconds();
-    out->t_encode = t1 - t0;
+    out->t_encode = now_seconds() - t0;
 
     size_t n = (size_t)j->batch * j->n_per_image;
     float *latents = malloc(sizeof(float) * n);
@@ -450,7 +577,9 @@ static sd_status run_job(txt2img_job *j, const sd_plan *plan, sd_image_out *out)
         free(latents);
         return fail(SD_ENOMEM, j->err, j->errlen, "out of memory for the latents");
     }
-    sd_status st = sample(j, plan, latents);
+    sd_status st = j->i2i ? prepare_init_latents(j, plan, latents, out) : SD_OK;
+    double t1 = now_seconds();
+    if (st == SD_OK) st = sample(j, plan, latents);
     out->steps_done = j->steps_reported;
     double t2 = now_seconds();
     out->t_denoise = t2 - t1;
@@ -461,7 +590,9 @@ static sd_status run_job(txt2img_job *j, const sd_plan *plan, sd_image_out *out)
     return st;
 }
 
-sd_status sd_txt2img(sd_engine *e, const sd_txt2img_params *p, sd_image_out *out, char *err, size_t errlen)
+/* One job of either kind; i2i is NULL for txt2img. */
+static sd_status generate(sd_engine *e, const sd_txt2img_params *p, const sd_img2img_params *i2i,
+                          sd_image_out *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     sd_status st = check_params(e, p, err, errlen);
@@ -471,15 +602,27 @@ sd_status sd_txt2img(sd_engine *e, const sd_txt2img_params *p, sd_image_out *out
         return SD_EINVALID;
     sd_plan plan;
     if (sd_plan_make(&choice, p->steps, &plan, err, errlen)) return status_of_message(err, SD_EINVALID);
-    st = alloc_output(p, out, err, errlen);
-    out->choice = choice;
-    txt2img_job j = {.e = e, .p = p, .batch = p->batch, .lh = p->height / 8, .lw = p->width / 8,
-                     .guided = p->cfg > 1.0f, .err = err, .errlen = errlen};
+    gen_job j = {.e = e, .p = p, .i2i = i2i, .steps_total = p->steps, .batch = p->batch, .lh = p->height / 8,
+                 .lw = p->width / 8, .guided = p->cfg > 1.0f, .err = err, .errlen = errlen};
     j.n_per_image = (size_t)e->hp.unet.in_channels * j.lh * j.lw;
+    if (i2i) st = check_img2img(i2i, &plan, &j.begin, &j.steps_total, err, errlen);
+    if (st == SD_OK) st = alloc_output(p, out, err, errlen);
+    out->choice = choice;
+    out->steps_run = j.steps_total;
     sd_backend_clear_error(e->be);
     if (st == SD_OK) st = run_job(&j, &plan, out);
     job_release(&j);
     sd_plan_free(&plan);
     if (st != SD_OK) free_images(out);
     return st;
+}
+
+sd_status sd_txt2img(sd_engine *e, const sd_txt2img_params *p, sd_image_out *out, char *err, size_t errlen)
+{
+    return generate(e, p, NULL, out, err, errlen);
+}
+
+sd_status sd_img2img(sd_engine *e, const sd_img2img_params *p, sd_image_out *out, char *err, size_t errlen)
+{
+    return generate(e, &p->gen, p, out, err, errlen);
 }

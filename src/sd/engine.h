@@ -25,6 +25,19 @@
  *   4. latents / 0.13025 -> VAE decode (tiled above a size threshold) ->
  *      RGB8 as VaeImageProcessor rounds (sd_vae_to_rgb8).
  *
+ * img2img (sd_img2img) runs diffusers' StableDiffusionXLImg2ImgPipeline:
+ * steps 1 and 4 as above; in between
+ *   2'. the init image is resized to cover the job's size and centre-cropped
+ *       (image/resize.h: VaeImageProcessor.resize, resize_mode "crop", PIL
+ *       LANCZOS), VAE-encoded once, and each image's latent is sampled from
+ *       the posterior with its generator's first draw (retrieve_latents,
+ *       sample_mode "sample"; one generator for the batch draws one sample
+ *       that all images share), times 0.13025; the second draw is the noise
+ *       that scheduler.add_noise mixes in at the first timestep strength
+ *       keeps (sd_plan_strength_begin);
+ *   3'. the sampler runs from that timestep (sd_sampler_run_from); its noise
+ *       continues each image's generator.
+ *
  * Errors come back as a status and one line in err; the engine stays usable
  * after any of them. One job at a time per engine (the backend is driven by
  * one thread); the UNet, VAE and text encoders read the mapping only. */
@@ -108,16 +121,34 @@ typedef struct {
  * rng cuda, per-image seeds, seed 0, one image, no prompt (set one). */
 void sd_txt2img_params_default(sd_txt2img_params *p);
 
+/* img2img: a txt2img job plus the init image and the strength. */
+typedef struct {
+    sd_txt2img_params gen;   /* as txt2img; width x height is the output size */
+    const uint8_t *init_rgb; /* the init image, RGB8 rows packed (image/decode.h gives it) */
+    int init_width, init_height; /* 1..SD_MAX_INIT_SIDE */
+    /* 0..1, diffusers' strength: int(steps * strength) steps run, from the
+     * (steps - that)'th timestep on; at least one step must run. */
+    double strength;
+} sd_img2img_params;
+
+#define SD_MAX_INIT_SIDE 16384
+#define SD_IMG2IMG_STRENGTH_DEFAULT 0.3 /* diffusers' and the original worker's default */
+
+/* txt2img's defaults, no init image, strength 0.3. */
+void sd_img2img_params_default(sd_img2img_params *p);
+
 typedef struct {
     int batch, width, height;
     uint8_t *rgb;             /* batch images of height x width x 3 bytes, one after the other */
     uint64_t *seeds;          /* per image: seed+i per image, or the batch generator's seed for every image */
     sd_sampler_choice choice; /* the sampler and schedule that ran (Automatic resolved) */
-    int steps_done;           /* steps completed (== steps unless cancelled) */
+    int steps_done;           /* steps completed (== steps unless cancelled; img2img: of steps_run) */
     size_t prompt_tokens;     /* A1111's token counts, for logs */
     size_t negative_tokens;
     int unet_calls_per_eval;  /* 1 (one batch), or 2 (cond and uncond ran separately) */
     double t_encode, t_denoise, t_decode, t_total; /* seconds */
+    int steps_run;            /* the steps the job runs: steps, or img2img's int(steps * strength) */
+    double t_image_encode;    /* img2img: resizing and VAE-encoding the init image (seconds, in t_total) */
 } sd_image_out;
 
 void sd_image_out_free(sd_image_out *o);
@@ -126,5 +157,11 @@ void sd_image_out_free(sd_image_out *o);
  * sd_image_out_free); on any other status err says why, rgb and seeds are
  * NULL, and steps_done and the timings say how far the job got. */
 sd_status sd_txt2img(sd_engine *e, const sd_txt2img_params *p, sd_image_out *out, char *err, size_t errlen);
+
+/* Runs one img2img job; outputs and statuses as sd_txt2img. The progress
+ * callback counts to out->steps_run. SD_EINVALID also for a missing or
+ * oversized init image, a strength outside [0, 1], and a strength that
+ * leaves no step to run. */
+sd_status sd_img2img(sd_engine *e, const sd_img2img_params *p, sd_image_out *out, char *err, size_t errlen);
 
 #endif
