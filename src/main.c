@@ -1,5 +1,6 @@
 /* sdxl-worker entry point: dispatches subcommands; with none, runs the
  * RunPod serverless runtime with the SDXL handler. */
+#include "handler.h"
 #include "models/store.h"
 #include "sd/cli_generate.h"
 
@@ -25,6 +26,5 @@ int main(int argc, char **argv)
         return models_fetch_main(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "generate"))
         return sd_generate_main(argc - 1, argv + 1);
-    fprintf(stderr, "sdxl-worker: the SDXL job handler is not built yet (see README, Status)\n");
-    return 2;
+    return sdxl_worker_main(argc, argv);
 }
