@@ -7,6 +7,7 @@ pkgs=(
   libcurl4-openssl-dev libmicrohttpd-dev libcjson-dev libcmocka-dev
   libopenblas-openmp-dev libssl-dev libpng-dev libjpeg62-turbo-dev libwebp-dev
   libomp-dev
+  python3-venv
 )
 [ "${1:-}" = "--list" ] && { printf '%s\n' "${pkgs[@]}"; exit 0; }
 missing=()

@@ -122,11 +122,14 @@ static long put_once(const s3_bucket *b, const char *url, const void *data, size
 {
     CURL *c = curl_easy_init();
     if (!c) return snprintf(why, n, "libcurl could not start"), 0;
-    char sigv4[128], ctype[160];
+    char sigv4[128], ctype[160], hash[65], payload[96];
     snprintf(sigv4, sizeof sigv4, "aws:amz:%s:s3", b->region);
     snprintf(ctype, sizeof ctype, "Content-Type: %s", content_type);
+    /* S3 wants the payload hash as a header; libcurl signs with its value */
+    sigv4_sha256_hex(data, len, hash);
+    snprintf(payload, sizeof payload, "x-amz-content-sha256: %s", hash);
     struct curl_slist *h = curl_slist_append(NULL, ctype);
-    h = curl_slist_append(h, "Expect:");
+    h = curl_slist_append(h, payload); /* (no "Expect:" line: libcurl 7.88 would sign the removed header) */
     body_buf body = {0};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
