@@ -24,6 +24,8 @@ scripts=(
   make_unet_goldens.py
   make_vae_goldens.py
   make_pipeline_goldens.py
+  make_sampler_pipeline_goldens.py
+  make_img2img_goldens.py
   make_image_goldens.py
   make_hash_goldens.py
 )
