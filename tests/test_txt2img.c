@@ -297,14 +297,27 @@ static void expect_invalid(const sd_txt2img_params *p, const char *needle)
     assert_null(out.rgb);
 }
 
+/* Sides that are multiples of 8 but not of 32 (latent 9x13): the UNet's odd
+ * path (parity with diffusers in test_unet) through the whole engine. */
+static void test_sizes_need_only_be_multiples_of_8(void **state)
+{
+    sd_txt2img_params p = small_job(2);
+    p.width = 72, p.height = 104;
+    sd_image_out out;
+    run_ok(&p, &out);
+    assert_int_equal(out.width, 72);
+    assert_int_equal(out.height, 104);
+    sd_image_out_free(&out);
+}
+
 static void test_bad_parameters_are_clear_errors(void **state)
 {
-    assert_int_equal(sd_engine_size_multiple(g.engine), 32); /* 8 x 2^(3 levels - 1) */
-    const int bad_sizes[][2] = {{0, 64}, {64, -8}, {100, 64}, {64, 40}, {13, 13}, {8, 8}, {99999, 64}};
+    assert_int_equal(sd_engine_size_multiple(g.engine), 8); /* the VAE's 2^(4 levels - 1) */
+    const int bad_sizes[][2] = {{0, 64}, {64, -8}, {100, 64}, {64, 44}, {13, 13}, {4, 8}, {99999, 64}};
     for (size_t i = 0; i < sizeof bad_sizes / sizeof bad_sizes[0]; i++) {
         sd_txt2img_params p = small_job(2);
         p.width = bad_sizes[i][0], p.height = bad_sizes[i][1];
-        expect_invalid(&p, "width and height must be multiples of 32");
+        expect_invalid(&p, "width and height must be multiples of 8");
     }
     sd_txt2img_params p = small_job(2);
     p.sampler = "Euler b";
@@ -508,7 +521,7 @@ static void test_generate_cli_writes_pngs(void **state)
     free(text);
     assert_int_equal(run_generate(dir, &text, "-m", SMALL "sdxl_small.safetensors", "-p", "x", "-W", "100",
                                   "-o", out, NULL), 1);
-    assert_non_null(strstr(text, "width and height must be multiples of 32"));
+    assert_non_null(strstr(text, "width and height must be multiples of 8"));
     free(text);
     tu_rm_rf(dir);
     free(dir);
@@ -522,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_progress_once_per_step),
         cmocka_unit_test(test_cancel_flag_stops_within_one_step),
         cmocka_unit_test(test_progress_callback_can_stop),
+        cmocka_unit_test(test_sizes_need_only_be_multiples_of_8),
         cmocka_unit_test(test_bad_parameters_are_clear_errors),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_cuda_and_cpu_noise_differ),

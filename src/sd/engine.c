@@ -123,9 +123,11 @@ const sdxl_hparams *sd_engine_hparams(const sd_engine *e) { return &e->hp; }
 sd_backend *sd_engine_backend(sd_engine *e) { return e->be; }
 const char *sd_engine_model_path(const sd_engine *e) { return e->path; }
 
+/* The VAE's downsampling factor: the UNet takes any latent size (odd sides
+ * follow diffusers' forward_upsample_size path). */
 int sd_engine_size_multiple(const sd_engine *e)
 {
-    return 8 << (e->hp.unet.num_levels - 1);
+    return 1 << (e->hp.vae.num_levels - 1);
 }
 
 /* ---- parameters -------------------------------------------------------------- */
