@@ -28,84 +28,37 @@
 #include "image/decode.h"
 #include "image/resize.h"
 #include "sd/engine.h"
+#include "small_model.h"
 #include "testutil.h"
 
-#define SMALL "tests/data/small/"
 #define MAX_DIFF 2 /* per channel, out of 255 */
 
-static struct {
-    sd_engine *engine;
-    st_file *goldens;
-    cJSON *doc;
-    img_rgb init;
-} g;
+static small_model g;
+static img_rgb init_image;
 
-static int setup(void **state)
+static int load_init_image(void)
 {
     char err[512];
-    sd_engine_options opts = {.cpu.threads = 1};
-    if (sd_engine_load(SMALL "sdxl_small.safetensors", &opts, &g.engine, err, sizeof err) ||
-        st_open(SMALL "goldens_img2img.safetensors", &g.goldens, err, sizeof err)) {
-        fprintf(stderr, "%s\n", err);
-        return -1;
-    }
     size_t len;
     char *png = tu_read_file(SMALL "img2img_init.png", &len);
     img_limits lim;
     img_limits_default(&lim);
-    if (!png || img_decode((const uint8_t *)png, len, &lim, &g.init, err, sizeof err)) {
-        fprintf(stderr, "init image: %s\n", png ? err : "cannot read");
-        free(png);
-        return -1;
-    }
+    int rc = !png || img_decode((const uint8_t *)png, len, &lim, &init_image, err, sizeof err);
+    if (rc) fprintf(stderr, "init image: %s\n", png ? err : "cannot read");
     free(png);
-    char *text = tu_read_file(SMALL "goldens_img2img.json", NULL);
-    g.doc = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    return g.doc ? 0 : -1;
+    return rc ? -1 : 0;
 }
+
+static int setup(void **state) { return small_model_open(&g, "goldens_img2img") || load_init_image() ? -1 : 0; }
 
 static int teardown(void **state)
 {
-    sd_engine_free(g.engine);
-    st_close(g.goldens);
-    cJSON_Delete(g.doc);
-    img_rgb_free(&g.init);
+    small_model_close(&g);
+    img_rgb_free(&init_image);
     return 0;
 }
 
-static const char *json_str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    assert_true(cJSON_IsString(v));
-    return v->valuestring;
-}
-
-static double json_num(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    assert_true(cJSON_IsNumber(v));
-    return v->valuedouble;
-}
-
-static const st_tensor *golden(const char *name, size_t numel)
-{
-    const st_tensor *t = st_find(g.goldens, name);
-    if (!t) fail_msg("golden %s is missing", name);
-    assert_string_equal(t->dtype_name, "U8");
-    assert_int_equal(t->numel, (int64_t)numel);
-    return t;
-}
-
-static int max_abs_diff(const uint8_t *a, const uint8_t *b, size_t n)
-{
-    int worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        int d = abs((int)a[i] - (int)b[i]);
-        if (d > worst) worst = d;
-    }
-    return worst;
-}
+static const st_tensor *golden(const char *name, size_t numel) { return small_model_golden_u8(&g, name, numel); }
 
 /* ---- resizing ------------------------------------------------------------------- */
 
@@ -117,17 +70,17 @@ static void test_resize_equals_pil(void **state)
     int n = 0;
     const cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(g.doc, "resize")) {
-        int w = (int)json_num(c, "width"), h = (int)json_num(c, "height");
+        int w = json_int(c, "width"), h = json_int(c, "height");
         int is_init = !strcmp(json_str(c, "source"), "init");
-        const uint8_t *src = is_init ? g.init.rgb : tall->data;
-        int sw = is_init ? g.init.width : (int)tall->shape[1], sh = is_init ? g.init.height : (int)tall->shape[0];
+        const uint8_t *src = is_init ? init_image.rgb : tall->data;
+        int sw = is_init ? init_image.width : (int)tall->shape[1], sh = is_init ? init_image.height : (int)tall->shape[0];
         uint8_t *out = malloc((size_t)w * h * 3);
         int rc = !strcmp(json_str(c, "kind"), "cover") ? img_resize_cover(src, sw, sh, out, w, h)
                                                       : img_resize_lanczos(src, sw, sh, out, w, h);
         assert_int_equal(rc, 0);
         const st_tensor *ref = golden(json_str(c, "image"), (size_t)w * h * 3);
         if (memcmp(out, ref->data, (size_t)w * h * 3))
-            fail_msg("%s differs from PIL (max %d)", json_str(c, "image"), max_abs_diff(out, ref->data, (size_t)w * h * 3));
+            fail_msg("%s differs from PIL (max %d)", json_str(c, "image"), u8_max_abs_diff(out, ref->data, (size_t)w * h * 3, NULL));
         free(out);
         n++;
     }
@@ -223,14 +176,10 @@ static sd_img2img_params golden_job(const cJSON *c)
 {
     sd_img2img_params p;
     sd_img2img_params_default(&p);
-    p.gen.prompt = json_str(g.doc, "prompt");
-    p.gen.negative_prompt = json_str(g.doc, "negative_prompt");
-    p.gen.cfg = (float)json_num(g.doc, "cfg");
-    p.gen.seed = strtoull(json_str(g.doc, "seed"), NULL, 10);
-    p.gen.rng = SD_RNG_CPU;
-    p.init_rgb = g.init.rgb;
-    p.init_width = g.init.width;
-    p.init_height = g.init.height;
+    golden_prompt_settings(g.doc, &p.gen);
+    p.init_rgb = init_image.rgb;
+    p.init_width = init_image.width;
+    p.init_height = init_image.height;
     if (!c) {
         p.gen.width = p.gen.height = 64;
         p.gen.steps = 8;
@@ -240,11 +189,11 @@ static sd_img2img_params golden_job(const cJSON *c)
     }
     p.gen.sampler = json_str(c, "sampler");
     p.gen.schedule = json_str(c, "schedule");
-    p.gen.width = (int)json_num(c, "width");
-    p.gen.height = (int)json_num(c, "height");
-    p.gen.steps = (int)json_num(c, "steps");
-    p.gen.batch = (int)json_num(c, "batch");
-    p.gen.seeding = strcmp(json_str(c, "seeding"), "per-image") ? SD_BATCH_ONE_GENERATOR : SD_BATCH_SEED_PER_IMAGE;
+    p.gen.width = json_int(c, "width");
+    p.gen.height = json_int(c, "height");
+    p.gen.steps = json_int(c, "steps");
+    p.gen.batch = json_int(c, "batch");
+    p.gen.seeding = golden_seeding(c);
     p.strength = json_num(c, "strength");
     return p;
 }
@@ -269,7 +218,7 @@ static void test_matches_diffusers_img2img(void **state)
         int d = 0;
         for (int i = 0; i < p.gen.batch; i++) {
             const cJSON *name = cJSON_GetArrayItem(cJSON_GetObjectItem(c, "images"), i);
-            int di = max_abs_diff(out.rgb + i * size, golden(name->valuestring, size)->data, size);
+            int di = u8_max_abs_diff(out.rgb + i * size, golden(name->valuestring, size)->data, size, NULL);
             if (di > d) d = di;
         }
         printf("  %-13s %-12s %3dx%-3d %2d steps strength %.1f (%d run) batch %d %-9s max |diff| %d/255\n",
@@ -391,12 +340,12 @@ static void test_batch_image_i_is_seed_plus_i(void **state)
         one.gen.batch = 1, one.gen.seed = 5 + (uint64_t)i;
         sd_image_out single;
         run_ok(&one, &single);
-        int d = max_abs_diff(batch.rgb + i * n, single.rgb, n);
+        int d = u8_max_abs_diff(batch.rgb + i * n, single.rgb, n, NULL);
         printf("  img2img batch image %d vs seed %d alone: max |diff| %d\n", i, 5 + i, d);
         assert_true(d <= 1);
         sd_image_out_free(&single);
     }
-    assert_true(max_abs_diff(batch.rgb, batch.rgb + n, n) > 8);
+    assert_true(u8_max_abs_diff(batch.rgb, batch.rgb + n, n, NULL) > 8);
     sd_image_out_free(&batch);
 }
 

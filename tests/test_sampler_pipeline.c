@@ -24,85 +24,31 @@
 #include <cjson/cJSON.h>
 
 #include "sd/engine.h"
-#include "testutil.h"
+#include "small_model.h"
 
-#define SMALL "tests/data/small/"
 #define MAX_DIFF 2 /* per channel, out of 255 */
 
-static struct {
-    sd_engine *engine;
-    st_file *goldens;
-    cJSON *doc;
-} g;
+static small_model g;
 
-static int setup(void **state)
-{
-    char err[512];
-    sd_engine_options opts = {.cpu.threads = 1};
-    if (sd_engine_load(SMALL "sdxl_small.safetensors", &opts, &g.engine, err, sizeof err) ||
-        st_open(SMALL "goldens_samplers.safetensors", &g.goldens, err, sizeof err)) {
-        fprintf(stderr, "%s\n", err);
-        return -1;
-    }
-    char *text = tu_read_file(SMALL "goldens_samplers.json", NULL);
-    g.doc = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    return g.doc ? 0 : -1;
-}
+static int setup(void **state) { return small_model_open(&g, "goldens_samplers"); }
 
 static int teardown(void **state)
 {
-    sd_engine_free(g.engine);
-    st_close(g.goldens);
-    cJSON_Delete(g.doc);
+    small_model_close(&g);
     return 0;
 }
 
-static const char *json_str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    assert_true(cJSON_IsString(v));
-    return v->valuestring;
-}
-
-static int json_int(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    assert_true(cJSON_IsNumber(v));
-    return v->valueint;
-}
-
-static void run_ok(const sd_txt2img_params *p, sd_image_out *out)
-{
-    char err[512] = "";
-    sd_status st = sd_txt2img(g.engine, p, out, err, sizeof err);
-    if (st) fail_msg("sd_txt2img (%s / %s): %s: %s", p->sampler, p->schedule, sd_status_name(st), err);
-    assert_int_equal(out->batch, p->batch);
-}
-
-static int max_abs_diff(const uint8_t *a, const uint8_t *b, size_t n)
-{
-    int worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        int d = abs((int)a[i] - (int)b[i]);
-        if (d > worst) worst = d;
-    }
-    return worst;
-}
+static void run_ok(const sd_txt2img_params *p, sd_image_out *out) { small_model_txt2img_ok(&g, p, out); }
 
 /* The goldens' common settings. */
 static sd_txt2img_params golden_job(void)
 {
     sd_txt2img_params p;
     sd_txt2img_params_default(&p);
-    p.prompt = json_str(g.doc, "prompt");
-    p.negative_prompt = json_str(g.doc, "negative_prompt");
+    golden_prompt_settings(g.doc, &p);
     p.width = json_int(g.doc, "width");
     p.height = json_int(g.doc, "height");
     p.steps = json_int(g.doc, "steps");
-    p.cfg = (float)cJSON_GetObjectItem(g.doc, "cfg")->valuedouble;
-    p.seed = strtoull(json_str(g.doc, "seed"), NULL, 10);
-    p.rng = SD_RNG_CPU;
     return p;
 }
 
@@ -113,17 +59,15 @@ static int run_case(const cJSON *c)
     p.sampler = json_str(c, "sampler");
     p.schedule = json_str(c, "schedule");
     p.batch = json_int(c, "batch");
-    p.seeding = strcmp(json_str(c, "seeding"), "per-image") ? SD_BATCH_ONE_GENERATOR : SD_BATCH_SEED_PER_IMAGE;
+    p.seeding = golden_seeding(c);
     sd_image_out out;
     run_ok(&p, &out);
     assert_string_equal(sd_schedule_label(out.choice.schedule), p.schedule);
     size_t n = (size_t)p.width * p.height * 3;
     int worst = 0;
     for (int i = 0; i < p.batch; i++) {
-        const st_tensor *ref = st_find(g.goldens, cJSON_GetArrayItem(cJSON_GetObjectItem(c, "images"), i)->valuestring);
-        assert_non_null(ref);
-        assert_int_equal(ref->numel, (int64_t)n);
-        int d = max_abs_diff(out.rgb + i * n, ref->data, n);
+        const char *name = cJSON_GetArrayItem(cJSON_GetObjectItem(c, "images"), i)->valuestring;
+        int d = u8_max_abs_diff(out.rgb + i * n, small_model_golden_u8(&g, name, n)->data, n, NULL);
         if (d > worst) worst = d;
     }
     sd_image_out_free(&out);
@@ -215,11 +159,11 @@ static void check_batch_equals_single_runs(const char *sampler, const char *sche
         one.batch = 1, one.seed = 1000 + (uint64_t)i;
         sd_image_out single;
         run_ok(&one, &single);
-        int d = max_abs_diff(batch.rgb + i * n, single.rgb, n);
+        int d = u8_max_abs_diff(batch.rgb + i * n, single.rgb, n, NULL);
         printf("  %s, rng %s: batch image %d vs seed %d alone: max |diff| %d\n", sampler,
                rng == SD_RNG_CPU ? "cpu" : "cuda", i, 1000 + i, d);
         assert_true(d <= 1); /* the same numbers through a UNet batch of 6 instead of 2 */
-        if (i) assert_true(max_abs_diff(batch.rgb + i * n, batch.rgb, n) > 32);
+        if (i) assert_true(u8_max_abs_diff(batch.rgb + i * n, batch.rgb, n, NULL) > 32);
         sd_image_out_free(&single);
     }
     sd_image_out_free(&batch);

@@ -30,56 +30,19 @@
 
 #include "image/decode.h"
 #include "sd/engine.h"
+#include "small_model.h"
 #include "testutil.h"
 
-#define SMALL "tests/data/small/"
 #define MAX_DIFF 2 /* per channel, out of 255 */
 
-static struct {
-    sd_engine *engine;
-    st_file *goldens;
-    cJSON *doc;
-} g;
+static small_model g;
 
-static int setup(void **state)
-{
-    char err[512];
-    /* One thread: the small model's ops are too small to share, and on a
-     * busy machine OpenMP's waits would dominate. */
-    sd_engine_options opts = {.cpu.threads = 1};
-    if (sd_engine_load(SMALL "sdxl_small.safetensors", &opts, &g.engine, err, sizeof err)) {
-        fprintf(stderr, "%s\n", err);
-        return -1;
-    }
-    if (st_open(SMALL "goldens_txt2img.safetensors", &g.goldens, err, sizeof err)) {
-        fprintf(stderr, "%s\n", err);
-        return -1;
-    }
-    char *text = tu_read_file(SMALL "goldens_txt2img.json", NULL);
-    g.doc = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    return g.doc ? 0 : -1;
-}
+static int setup(void **state) { return small_model_open(&g, "goldens_txt2img"); }
 
 static int teardown(void **state)
 {
-    sd_engine_free(g.engine);
-    st_close(g.goldens);
-    cJSON_Delete(g.doc);
+    small_model_close(&g);
     return 0;
-}
-
-static const char *json_str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static double json_num(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    assert_true(cJSON_IsNumber(v));
-    return v->valuedouble;
 }
 
 /* A small job with the test's usual settings (rng cpu as the goldens). */
@@ -98,26 +61,7 @@ static sd_txt2img_params small_job(int steps)
     return p;
 }
 
-static void run_ok(const sd_txt2img_params *p, sd_image_out *out)
-{
-    char err[512] = "";
-    sd_status st = sd_txt2img(g.engine, p, out, err, sizeof err);
-    if (st) fprintf(stderr, "sd_txt2img: %s: %s\n", sd_status_name(st), err);
-    assert_int_equal(st, SD_OK);
-    assert_int_equal(out->batch, p->batch);
-}
-
-static int max_abs_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t *n_diff)
-{
-    int worst = 0;
-    *n_diff = 0;
-    for (size_t i = 0; i < n; i++) {
-        int d = abs((int)a[i] - (int)b[i]);
-        if (d) (*n_diff)++;
-        if (d > worst) worst = d;
-    }
-    return worst;
-}
+static void run_ok(const sd_txt2img_params *p, sd_image_out *out) { small_model_txt2img_ok(&g, p, out); }
 
 /* ---- parity with diffusers ------------------------------------------------------ */
 
@@ -126,30 +70,22 @@ static void run_golden_case(const cJSON *c, int tile_latent, int *worst_seen, si
 {
     sd_txt2img_params p;
     sd_txt2img_params_default(&p);
-    p.prompt = json_str(c, "prompt");
-    p.negative_prompt = json_str(c, "negative_prompt"); /* null: no negative (all zeros) */
-    p.width = (int)json_num(c, "width");
-    p.height = (int)json_num(c, "height");
-    p.steps = (int)json_num(c, "steps");
-    p.cfg = (float)json_num(c, "cfg");
-    p.seed = strtoull(json_str(c, "seed"), NULL, 10);
+    golden_prompt_settings(c, &p);
+    p.width = json_int(c, "width");
+    p.height = json_int(c, "height");
+    p.steps = json_int(c, "steps");
     p.sampler = json_str(c, "sampler");
-    p.rng = SD_RNG_CPU;
     p.seeding = SD_BATCH_ONE_GENERATOR; /* diffusers' generator (the same as per-image for one image) */
     if (tile_latent) p.vae_tile_above = 1, p.vae_tile_latent = tile_latent;
     sd_image_out out;
     run_ok(&p, &out);
 
-    const st_tensor *ref = st_find(g.goldens, json_str(c, "image"));
-    assert_non_null(ref);
-    assert_string_equal(ref->dtype_name, "U8");
-    size_t n = (size_t)p.width * p.height * 3;
-    assert_int_equal(ref->numel, (int64_t)n);
-    size_t n_diff;
-    int worst = max_abs_diff(out.rgb, ref->data, n, &n_diff);
+    size_t n = (size_t)p.width * p.height * 3, n_diff;
+    const st_tensor *ref = small_model_golden_u8(&g, json_str(c, "image"), n);
+    int worst = u8_max_abs_diff(out.rgb, ref->data, n, &n_diff);
     if (worst > MAX_DIFF)
         fprintf(stderr, "case %d (%s %dx%d %d steps cfg %g seed %s neg %s): max diff %d\n",
-                (int)json_num(c, "id"), p.sampler, p.width, p.height, p.steps, p.cfg, json_str(c, "seed"),
+                json_int(c, "id"), p.sampler, p.width, p.height, p.steps, p.cfg, json_str(c, "seed"),
                 p.negative_prompt ? "yes" : "no", worst);
     assert_true(worst <= MAX_DIFF);
     if (cJSON_IsTrue(cJSON_GetObjectItem(c, "a1111"))) {
@@ -379,7 +315,7 @@ static void test_cuda_and_cpu_noise_differ(void **state)
     p.rng = SD_RNG_CUDA;
     run_ok(&p, &cuda);
     size_t n = 64 * 64 * 3, n_diff;
-    int worst = max_abs_diff(cpu.rgb, cuda.rgb, n, &n_diff);
+    int worst = u8_max_abs_diff(cpu.rgb, cuda.rgb, n, &n_diff);
     assert_true(worst > 32);
     assert_true(n_diff > n / 2);
     sd_image_out_free(&cpu);
@@ -393,7 +329,7 @@ static void assert_image_equals_single(const sd_image_out *batch, int i, sd_txt2
     sd_image_out one;
     run_ok(&p, &one);
     size_t n = (size_t)p.width * p.height * 3, n_diff;
-    int worst = max_abs_diff(batch->rgb + i * n, one.rgb, n, &n_diff);
+    int worst = u8_max_abs_diff(batch->rgb + i * n, one.rgb, n, &n_diff);
     printf("  batch image %d vs single seed %llu: max |diff| %d, %zu values differ\n", i,
            (unsigned long long)seed, worst, n_diff);
     assert_true(worst <= 1); /* the same numbers through a UNet batch of 4 instead of 2 */
@@ -426,7 +362,7 @@ static void test_batch_with_one_generator(void **state)
     assert_true(out.seeds[0] == 42 && out.seeds[1] == 42);
     assert_image_equals_single(&out, 0, p, 42);
     size_t n = 64 * 64 * 3, n_diff;
-    assert_true(max_abs_diff(out.rgb, out.rgb + n, n, &n_diff) > 32); /* image 1 continues the stream */
+    assert_true(u8_max_abs_diff(out.rgb, out.rgb + n, n, &n_diff) > 32); /* image 1 continues the stream */
     sd_image_out_free(&out);
 }
 

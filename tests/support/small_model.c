@@ -1,0 +1,113 @@
+/* The small model and its golden sets for the engine tests (see small_model.h). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "small_model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static cJSON *read_json(const char *path)
+{
+    char *text = tu_read_file(path, NULL);
+    cJSON *doc = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!doc) fprintf(stderr, "%s: cannot read or parse\n", path);
+    return doc;
+}
+
+int small_model_open(small_model *m, const char *stem)
+{
+    char err[512], path[256];
+    sd_engine_options opts = {.cpu.threads = 1};
+    memset(m, 0, sizeof *m);
+    snprintf(path, sizeof path, SMALL "%s.safetensors", stem);
+    if (sd_engine_load(SMALL "sdxl_small.safetensors", &opts, &m->engine, err, sizeof err) ||
+        st_open(path, &m->goldens, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    snprintf(path, sizeof path, SMALL "%s.json", stem);
+    m->doc = read_json(path);
+    return m->doc ? 0 : -1;
+}
+
+void small_model_close(small_model *m)
+{
+    sd_engine_free(m->engine);
+    st_close(m->goldens);
+    cJSON_Delete(m->doc);
+    memset(m, 0, sizeof *m);
+}
+
+const st_tensor *small_model_golden_u8(const small_model *m, const char *name, size_t numel)
+{
+    const st_tensor *t = st_find(m->goldens, name);
+    if (!t) fail_msg("golden %s is missing", name);
+    assert_string_equal(t->dtype_name, "U8");
+    assert_int_equal(t->numel, (int64_t)numel);
+    return t;
+}
+
+void small_model_txt2img_ok(const small_model *m, const sd_txt2img_params *p, sd_image_out *out)
+{
+    char err[512] = "";
+    sd_status st = sd_txt2img(m->engine, p, out, err, sizeof err);
+    if (st) fail_msg("sd_txt2img (%s / %s): %s: %s", p->sampler, p->schedule, sd_status_name(st), err);
+    assert_int_equal(out->batch, p->batch);
+}
+
+void golden_prompt_settings(const cJSON *o, sd_txt2img_params *p)
+{
+    p->prompt = json_str(o, "prompt");
+    p->negative_prompt = json_str_or_null(o, "negative_prompt"); /* null: no negative (all zeros) */
+    p->cfg = (float)json_num(o, "cfg");
+    p->seed = strtoull(json_str(o, "seed"), NULL, 10);
+    p->rng = SD_RNG_CPU;
+}
+
+sd_batch_seeding golden_seeding(const cJSON *c)
+{
+    return strcmp(json_str(c, "seeding"), "per-image") ? SD_BATCH_ONE_GENERATOR : SD_BATCH_SEED_PER_IMAGE;
+}
+
+const char *json_str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    if (!cJSON_IsString(v)) fail_msg("JSON member %s is not a string", key);
+    return v->valuestring;
+}
+
+const char *json_str_or_null(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    if (!v || cJSON_IsNull(v)) return NULL;
+    return json_str(o, key);
+}
+
+double json_num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    if (!cJSON_IsNumber(v)) fail_msg("JSON member %s is not a number", key);
+    return v->valuedouble;
+}
+
+int json_int(const cJSON *o, const char *key) { return (int)json_num(o, key); }
+
+int u8_max_abs_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t *n_diff)
+{
+    int worst = 0;
+    size_t differing = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = abs((int)a[i] - (int)b[i]);
+        differing += d != 0;
+        if (d > worst) worst = d;
+    }
+    if (n_diff) *n_diff = differing;
+    return worst;
+}

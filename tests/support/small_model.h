@@ -1,0 +1,49 @@
+/* The small generated SDXL model with one of its golden sets, as the engine
+ * tests (txt2img, img2img, sampler pipeline) load and compare them: engine,
+ * tests/data/small/<stem>.{safetensors,json}, typed JSON getters that fail
+ * the test on a wrong type, golden job settings and uint8 image differences. */
+#ifndef SDXL_SMALL_MODEL_H
+#define SDXL_SMALL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+#include "sd/engine.h"
+
+#define SMALL "tests/data/small/"
+
+typedef struct {
+    sd_engine *engine;
+    st_file *goldens; /* <stem>.safetensors */
+    cJSON *doc;       /* <stem>.json */
+} small_model;
+
+/* Loads the small model on one CPU thread (its ops are too small to share,
+ * and on a busy machine OpenMP's waits would dominate) and the golden set
+ * <stem>; 0 on success, else prints why and returns -1. */
+int small_model_open(small_model *m, const char *stem);
+void small_model_close(small_model *m);
+
+/* The uint8 golden image `name` of numel bytes (fails the test otherwise). */
+const st_tensor *small_model_golden_u8(const small_model *m, const char *name, size_t numel);
+
+/* sd_txt2img that fails the test on an error or a wrong batch size. */
+void small_model_txt2img_ok(const small_model *m, const sd_txt2img_params *p, sd_image_out *out);
+
+/* Settings every golden case shares, read from object o: prompt,
+ * negative_prompt (null: none), cfg, seed (a decimal string); rng cpu. */
+void golden_prompt_settings(const cJSON *o, sd_txt2img_params *p);
+/* A case's "seeding": "per-image" (A1111's seeds) or one generator. */
+sd_batch_seeding golden_seeding(const cJSON *c);
+
+/* JSON member getters that fail the test when the member has another type. */
+const char *json_str(const cJSON *o, const char *key);
+const char *json_str_or_null(const cJSON *o, const char *key);
+double json_num(const cJSON *o, const char *key);
+int json_int(const cJSON *o, const char *key);
+
+/* Largest per-byte |a - b|; counts the differing bytes into *n_diff unless NULL. */
+int u8_max_abs_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t *n_diff);
+
+#endif
