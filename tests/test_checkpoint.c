@@ -160,10 +160,7 @@ static void expect_te(const sdxl_te_hparams *te, const cJSON *j)
 
 static void test_small_reference_model_matches_config_json(void **state)
 {
-    char *text = tu_read_file("tests/data/small/config.json", NULL);
-    assert_non_null(text);
-    cJSON *cfg = cJSON_Parse(text);
-    free(text);
+    cJSON *cfg = tu_read_json("tests/data/small/config.json");
     assert_non_null(cfg);
     st_file *f;
     sdxl_hparams hp;

@@ -74,10 +74,8 @@ static void test_widen_and_narrow_arrays(void **state)
 
 int main(void)
 {
-    char *text = tu_read_file("tests/data/dtype_goldens.json", NULL);
-    goldens = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    if (!goldens) { fprintf(stderr, "cannot read tests/data/dtype_goldens.json\n"); return 1; }
+    goldens = tu_read_json("tests/data/dtype_goldens.json");
+    if (!goldens) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f32_to_f16_and_bf16_round_like_torch),
         cmocka_unit_test(test_f16_round_trips_every_value),

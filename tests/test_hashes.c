@@ -27,13 +27,8 @@ static char *tmp;
 static const char *golden(const char *file, const char *key)
 {
     static cJSON *g;
-    if (!g) {
-        size_t n;
-        char *text = tu_read_file("tests/data/hash_goldens.json", &n);
-        assert_non_null(text);
-        g = cJSON_ParseWithLength(text, n);
-        free(text);
-    }
+    if (!g) g = tu_read_json("tests/data/hash_goldens.json");
+    assert_non_null(g);
     const cJSON *e = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "files"), file);
     assert_non_null(e);
     return cJSON_GetStringValue(cJSON_GetObjectItem(e, key));

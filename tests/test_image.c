@@ -722,15 +722,12 @@ static void test_decode_round_trips_our_own_output(void **state)
 
 static int setup(void **state)
 {
-    size_t n;
-    char *text = tu_read_file("tests/data/image_goldens.json", &n);
-    assert_non_null(text);
-    goldens = cJSON_ParseWithLength(text, n);
-    free(text);
+    goldens = tu_read_json("tests/data/image_goldens.json");
     assert_non_null(goldens);
     const cJSON *im = cJSON_GetObjectItem(goldens, "image");
     gold_w = cJSON_GetObjectItem(im, "width")->valueint;
     gold_h = cJSON_GetObjectItem(im, "height")->valueint;
+    size_t n;
     gold_rgb = gbytes(im, "rgb_b64", &n);
     assert_int_equal(n, (size_t)gold_w * gold_h * 3);
     return 0;

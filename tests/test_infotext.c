@@ -569,11 +569,7 @@ static int setup(void **state)
              "Model hash: 15012c538f, Model: realisticVisionV51_v51VAE, Clip skip: 2, ControlNet 0: \"%s\", "
              "ControlNet 1: \"%s\", ControlNet 2: \"%s\", Lora hashes: \"207: fd0e0d7d115e\", Version: v1.9.3",
              CN_NONE, CN_NONE, CN_NONE);
-    size_t n;
-    char *text = tu_read_file("tests/data/image_goldens.json", &n);
-    assert_non_null(text);
-    goldens = cJSON_ParseWithLength(text, n);
-    free(text);
+    goldens = tu_read_json("tests/data/image_goldens.json");
     assert_non_null(goldens);
     return 0;
 }

@@ -68,11 +68,7 @@ static void expect_close(const sd_tensor *t, const gtensor *want, double tol, co
 
 static int setup(void **state)
 {
-    size_t len;
-    char *text = tu_read_file("tests/data/ops_goldens.json", &len);
-    assert_non_null(text);
-    gold = cJSON_Parse(text);
-    free(text);
+    gold = tu_read_json("tests/data/ops_goldens.json");
     be = sd_backend_cpu_new(NULL);
     return gold && be ? 0 : -1;
 }

@@ -220,10 +220,8 @@ static void test_batch_rejects_bad_size(void **state)
 
 int main(void)
 {
-    char *text = tu_read_file("tests/data/rng_goldens.json", NULL);
-    goldens = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    if (!goldens) { fprintf(stderr, "cannot read tests/data/rng_goldens.json\n"); return 1; }
+    goldens = tu_read_json("tests/data/rng_goldens.json");
+    if (!goldens) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpu_is_bit_exact_with_torch),
         cmocka_unit_test(test_cuda_is_bit_exact_with_a1111_reference),

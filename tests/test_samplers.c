@@ -113,18 +113,6 @@ static void assert_close_each(const float *got, const float *want, size_t n, dou
     }
 }
 
-/* max |got - want| / max |want| */
-static double normwise_error(const float *got, const float *want, size_t n)
-{
-    double diff = 0.0, mag = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]);
-        if (!(d <= diff)) diff = d; /* NaN propagates */
-        if (fabs((double)want[i]) > mag) mag = fabs((double)want[i]);
-    }
-    return diff / mag;
-}
-
 /* ---- tests ---------------------------------------------------------------- */
 
 static void test_training_table_matches_torch_bit_for_bit(void **state)
@@ -199,7 +187,7 @@ static void run_case(const cJSON *c, sampler_stats *stats)
     assert_int_equal(sd_sampler_run(&plan, &io, x), 0);
     assert_int_equal(model.calls, plan.n_evals);
     if (stream.used != nz) fail_msg("%s: used %zu noise values of the %zu diffusers drew", label, stream.used, nz);
-    double e = normwise_error(x, final, nf);
+    double e = tu_rel_error(x, final, nf);
     if (!(e <= 1e-5)) fail_msg("%s: final latents differ by %.3g (relative to max)", label, e);
     if (e > stats->worst) stats->worst = e;
     stats->cases++;

@@ -39,9 +39,7 @@ static int setup(void **state)
     }
     if (st_open(SMALL "goldens_text.safetensors", &g.goldens, err, sizeof err)) return -1;
     if (sd_text_encoders_bind(&g.te, g.model, &g.hp, err, sizeof err)) return -1;
-    char *text = tu_read_file(SMALL "goldens_text.json", NULL);
-    cJSON *doc = text ? cJSON_Parse(text) : NULL;
-    free(text);
+    cJSON *doc = tu_read_json(SMALL "goldens_text.json");
     if (!doc) return -1;
     g.cases = cJSON_DetachItemFromObject(doc, "cases");
     cJSON_Delete(doc);
@@ -67,13 +65,7 @@ static double rel_error(const float *a, const char *golden_name, size_t n)
     const st_tensor *t = st_find(g.goldens, golden_name);
     assert_non_null(t);
     assert_int_equal(t->numel, (int64_t)n);
-    const float *b = t->data;
-    double max_diff = 0.0, max_ref = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        max_diff = fmax(max_diff, fabs((double)a[i] - b[i]));
-        max_ref = fmax(max_ref, fabs((double)b[i]));
-    }
-    return max_ref > 0 ? max_diff / max_ref : max_diff;
+    return tu_rel_error(a, t->data, n);
 }
 
 static void assert_int_array(const cJSON *arr, const int32_t *ids)

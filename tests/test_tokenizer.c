@@ -22,10 +22,7 @@ static sd_tokenizer *tok;
 
 static int setup(void **state)
 {
-    char *text = tu_read_file("tests/data/tokenizer_goldens.json", NULL);
-    if (!text) return -1;
-    goldens = cJSON_Parse(text);
-    free(text);
+    goldens = tu_read_json("tests/data/tokenizer_goldens.json");
     tok = sd_tokenizer_new();
     return goldens && tok ? 0 : -1;
 }

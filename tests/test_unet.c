@@ -41,9 +41,7 @@ static int setup(void **state)
         fprintf(stderr, "%s\n", err);
         return -1;
     }
-    char *text = tu_read_file(SMALL "goldens_unet.json", NULL);
-    cJSON *doc = text ? cJSON_Parse(text) : NULL;
-    free(text);
+    cJSON *doc = tu_read_json(SMALL "goldens_unet.json");
     if (!doc) return -1;
     g.cases = cJSON_DetachItemFromObject(doc, "cases");
     cJSON_Delete(doc);
@@ -68,17 +66,6 @@ static const st_tensor *golden(const cJSON *c, const char *what)
     const st_tensor *t = st_find(g.goldens, name->valuestring);
     assert_non_null(t);
     return t;
-}
-
-/* Max |a - b| over max |b|. */
-static double rel_error(const float *a, const float *b, size_t n)
-{
-    double max_diff = 0.0, max_ref = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        max_diff = fmax(max_diff, fabs((double)a[i] - b[i]));
-        max_ref = fmax(max_ref, fabs((double)b[i]));
-    }
-    return max_ref > 0 ? max_diff / max_ref : max_diff;
 }
 
 /* A backend tensor with a golden's contents. */
@@ -111,7 +98,7 @@ static void test_adm_vector_matches_get_aug_embed(void **state)
     cJSON_ArrayForEach(c, g.cases) {
         const st_tensor *want = golden(c, "y");
         float *y = adm_vectors(c, (int)want->shape[0]);
-        double rel = rel_error(y, want->data, (size_t)want->numel);
+        double rel = tu_rel_error(y, want->data, (size_t)want->numel);
         printf("  %-22s y   rel err %.2e\n", cJSON_GetObjectItem(c, "name")->valuestring, rel);
         assert_true(rel <= 1e-6);
         free(y);
@@ -139,7 +126,7 @@ static void test_forward_matches_diffusers(void **state)
         assert_int_equal(rc, 0);
         float *out = malloc(sizeof(float) * (size_t)want->numel);
         assert_int_equal(sd_tensor_download(g.be, eps, out), 0);
-        double rel = rel_error(out, want->data, (size_t)want->numel);
+        double rel = tu_rel_error(out, want->data, (size_t)want->numel);
         printf("  %-22s eps rel err %.2e\n", cJSON_GetObjectItem(c, "name")->valuestring, rel);
         assert_true(rel <= 1e-4);
         free(out);

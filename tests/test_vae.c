@@ -17,6 +17,7 @@
 
 #include "sd/checkpoint.h"
 #include "sd/vae.h"
+#include "testutil.h"
 
 #define SMALL "tests/data/small/"
 
@@ -77,21 +78,11 @@ static float *download(const sd_tensor *t)
     return h;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double d = 0.0;
-    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
-}
-
 /* max |a - golden| / max |golden|. */
 static double rel_error(const float *a, const char *name)
 {
     const st_tensor *t = golden(name);
-    const float *b = t->data;
-    double ref = 0.0;
-    for (int64_t i = 0; i < t->numel; i++) ref = fmax(ref, fabs(b[i]));
-    return max_abs_diff(a, b, (size_t)t->numel) / (ref > 0 ? ref : 1.0);
+    return tu_rel_error(a, t->data, (size_t)t->numel);
 }
 
 /* NCHW float images -> NHWC bytes, one sd_vae_to_rgb8 call per image. */
@@ -222,7 +213,7 @@ static void compare_tiled(const char *what, const sd_tensor *z, int tile, double
     int64_t B = a->shape[0], H = a->shape[2], W = a->shape[3];
     size_t n = (size_t)sd_numel(a), differing;
     uint8_t *qa = to_rgb8(fa, B, H, W), *qb = to_rgb8(fb, B, H, W);
-    double d = max_abs_diff(fa, fb, n);
+    double d = tu_max_abs_diff(fa, fb, n);
     int levels = max_level_diff(qa, qb, n, &differing);
     printf("  %-24s tile %2d: max |delta| %.2e, uint8 max %d level(s) off in %zu of %zu values\n", what, tile, d,
            levels, differing, n);

@@ -12,15 +12,6 @@
 
 #include "testutil.h"
 
-static cJSON *read_json(const char *path)
-{
-    char *text = tu_read_file(path, NULL);
-    cJSON *doc = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    if (!doc) fprintf(stderr, "%s: cannot read or parse\n", path);
-    return doc;
-}
-
 int small_model_open(small_model *m, const char *stem)
 {
     char err[512], path[256];
@@ -33,7 +24,7 @@ int small_model_open(small_model *m, const char *stem)
         return -1;
     }
     snprintf(path, sizeof path, SMALL "%s.json", stem);
-    m->doc = read_json(path);
+    m->doc = tu_read_json(path);
     return m->doc ? 0 : -1;
 }
 

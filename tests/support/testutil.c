@@ -2,10 +2,12 @@
 #include "testutil.h"
 
 #include <ftw.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <cjson/cJSON.h>
 
 char *tu_mkdtemp(const char *prefix)
 {
@@ -40,6 +42,34 @@ char *tu_read_file(const char *path, size_t *len)
     buf[n] = 0;
     if (len) *len = n;
     return buf;
+}
+
+cJSON *tu_read_json(const char *path)
+{
+    size_t len;
+    char *text = tu_read_file(path, &len);
+    cJSON *doc = text ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    if (!doc) fprintf(stderr, "cannot read or parse %s\n", path);
+    return doc;
+}
+
+double tu_max_abs_diff(const float *got, const float *want, size_t n)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (isnan(d)) return INFINITY;
+        if (d > worst) worst = d;
+    }
+    return worst;
+}
+
+double tu_rel_error(const float *got, const float *want, size_t n)
+{
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)want[i]));
+    return tu_max_abs_diff(got, want, n) / (scale > 0 ? scale : 1.0);
 }
 
 int tu_write_file(const char *path, const void *data, size_t len)

@@ -11,8 +11,15 @@ char *tu_mkdtemp(const char *prefix);
 void tu_rm_rf(const char *path);
 /* Reads a whole file; returns malloc'd bytes (NUL-terminated) or NULL. */
 char *tu_read_file(const char *path, size_t *len);
+/* Reads and parses a JSON file; NULL (after saying why on stderr) when it
+ * cannot be read or parsed. Caller frees with cJSON_Delete. */
+struct cJSON *tu_read_json(const char *path);
 /* Writes bytes to a file; 0 on success. */
 int tu_write_file(const char *path, const void *data, size_t len);
+/* max_i |got_i - want_i|; INFINITY when a difference is NaN. */
+double tu_max_abs_diff(const float *got, const float *want, size_t n);
+/* tu_max_abs_diff over max_i |want_i| (over 1 when want is all zeros). */
+double tu_rel_error(const float *got, const float *want, size_t n);
 /* Path of the built sdxl-worker binary (from $SDXL_WORKER_BIN). */
 const char *tu_worker_bin(void);
 
