@@ -3,7 +3,7 @@ BUILD     ?= build
 JOBS      ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure test sanitize fuzz clean
+.PHONY: all deps configure test sanitize fuzz demo clean
 
 all: configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -27,6 +27,16 @@ sanitize: deps
 fuzz: deps
 	@[ -f build-fuzz/CMakeCache.txt ] || CC=clang cmake -S . -B build-fuzz -DSDXL_FUZZ=ON
 	cmake --build build-fuzz -j $(JOBS)
+
+# The worker in local-test mode on test_input.json with the bundled small
+# model (config/demo.json; random weights, so the picture is noise that
+# proves the pipeline), offline. Images go to out/, the result JSON to
+# out/result.json.
+demo: deps all
+	@mkdir -p out
+	MODELS_CONFIG=config/demo.json SDXL_OUTPUT_DIR=out OMP_WAIT_POLICY=PASSIVE \
+	  $(BUILD)/sdxl-worker test_input.json > out/result.json
+	@echo "demo: wrote $$(ls out/*.png | tr '\n' ' ')(A1111 parameters inside); result JSON: out/result.json"
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -2,10 +2,14 @@
 # Installs the Debian packages the build and the tests need, only if missing.
 # Called by `make deps` (and so by `make test` and `make demo`) and by the Dockerfile.
 set -euo pipefail
+# libjpeg-turbo's development package is named per distribution (the
+# Dockerfile builds on Ubuntu, CI runs Debian 12).
+jpeg=libjpeg62-turbo-dev
+[ -r /etc/os-release ] && grep -q '^ID=ubuntu' /etc/os-release && jpeg=libjpeg-turbo8-dev
 pkgs=(
   build-essential cmake pkg-config clang
   libcurl4-openssl-dev libmicrohttpd-dev libcjson-dev libcmocka-dev
-  libopenblas-openmp-dev libssl-dev libpng-dev libjpeg62-turbo-dev libwebp-dev
+  libopenblas-openmp-dev libssl-dev libpng-dev "$jpeg" libwebp-dev
   libomp-dev
   python3-venv
 )

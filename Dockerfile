@@ -1,0 +1,58 @@
+# syntax=docker/dockerfile:1.7
+# sdxl-worker for RunPod serverless.
+#
+#   docker build -t sdxl-worker .                    # models from the network volume
+#   docker build --target baked -t sdxl-worker:baked \
+#       --secret id=civitai_api_key,env=CIVITAI_API_KEY .   # models inside the image
+#
+# The build stage runs the same scripts as `make test` does in CI
+# (scripts/install-deps.sh, then make), so CI exercises every build step.
+# The key for baking is a BuildKit secret: it is mounted for the one RUN that
+# downloads and never stored in a layer, an ARG or an ENV.
+
+ARG CUDA_VERSION=12.6.3
+ARG UBUNTU=ubuntu24.04
+
+# ---- build ------------------------------------------------------------------
+FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU} AS build
+WORKDIR /src
+COPY scripts/install-deps.sh scripts/
+RUN scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+COPY . .
+RUN make BUILD=build JOBS="$(nproc)"
+# The Debian packages that own the shared libraries the binary loads: the
+# runtime stage installs exactly these.
+RUN for lib in $(ldd build/sdxl-worker | awk '/=> \// {print $3}'); do \
+      dpkg -S "$lib" 2>/dev/null || dpkg -S "$(realpath "$lib")" 2>/dev/null || true; \
+    done | cut -d: -f1 | sort -u > /runtime-packages.txt && cat /runtime-packages.txt
+
+# ---- runtime: only the runtime libraries ------------------------------------
+FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU} AS runtime
+COPY --from=build /runtime-packages.txt /tmp/
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      ca-certificates $(cat /tmp/runtime-packages.txt) \
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt
+WORKDIR /app
+COPY --from=build /src/build/sdxl-worker /app/bin/sdxl-worker
+COPY config/ /app/config/
+COPY test_input.json /app/
+# The bundled small model, so `-e MODELS_CONFIG=config/demo.json` runs offline.
+COPY tests/data/small/sdxl_small.safetensors /app/tests/data/small/
+# Fail the build if a shared library is missing.
+RUN ! ldd /app/bin/sdxl-worker | grep -q "not found"
+ENV OMP_WAIT_POLICY=PASSIVE \
+    MODELS_CONFIG=config/models.json \
+    MODELS_DIR=/runpod-volume/models
+CMD ["/app/bin/sdxl-worker"]
+
+# ---- baked: models inside the image, outside /runpod-volume ------------------
+# (a mounted network volume would hide anything baked under /runpod-volume)
+FROM runtime AS baked
+ENV MODELS_DIR=/models
+RUN --mount=type=secret,id=civitai_api_key,required=false \
+    CIVITAI_API_KEY="$(cat /run/secrets/civitai_api_key 2>/dev/null || true)" \
+    /app/bin/sdxl-worker fetch-models
+
+# ---- default: models on the network volume (/runpod-volume/models) ----------
+FROM runtime AS volume
