@@ -50,6 +50,11 @@ typedef struct {
  * cannot be encoded or uploaded. */
 cJSON *sdxl_result_build(const sdxl_result_in *in, sdxl_error *err);
 
+/* The log warning for a serialised result of `bytes` (RunPod refuses
+ * results over 10 MB on /run and 20 MB on /runsync): true and the text in
+ * out when over 10 MB. */
+bool sdxl_result_size_warning(size_t bytes, char *out, size_t n);
+
 /* Monotonic seconds. */
 double sdxl_now(void);
 

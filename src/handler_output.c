@@ -20,8 +20,8 @@
 #include "runpod/log.h"
 #include "s3/sigv4.h"
 
-#define RUN_LIMIT_BYTES (10L * 1000 * 1000)     /* /run results (RunPod docs) */
-#define RUNSYNC_LIMIT_BYTES (20L * 1000 * 1000) /* /runsync results */
+#define RUN_LIMIT_BYTES (10UL * 1000 * 1000)     /* /run results (RunPod docs) */
+#define RUNSYNC_LIMIT_BYTES (20UL * 1000 * 1000) /* /runsync results */
 
 static int fail(sdxl_error *err, sdxl_code code, const char *fmt, const char *what)
 {
@@ -202,17 +202,22 @@ static cJSON *timings_json(const sdxl_result_in *in)
     return t;
 }
 
-/* RunPod refuses results over 10 MB on /run and 20 MB on /runsync. */
+bool sdxl_result_size_warning(size_t bytes, char *out, size_t n)
+{
+    if (bytes <= RUN_LIMIT_BYTES) return false;
+    snprintf(out, n,
+             "the result is %.1f MB, over RunPod's limit for %s results (10 MB for /run, 20 MB for /runsync); "
+             "ask for return_type \"url\" (with a bucket configured), fewer images or jpeg/webp",
+             bytes / 1e6, bytes > RUNSYNC_LIMIT_BYTES ? "/run and /runsync" : "/run");
+    return true;
+}
+
 static void warn_if_large(const sdxl_result_in *in, const cJSON *result)
 {
-    char *text = cJSON_PrintUnformatted(result);
+    char *text = cJSON_PrintUnformatted(result), msg[256];
     size_t len = text ? strlen(text) : 0;
     free(text);
-    if (len <= RUN_LIMIT_BYTES) return;
-    rp_log(RP_LOG_WARN, in->job_id,
-           "the result is %.1f MB, over RunPod's limit for %s results (10 MB for /run, 20 MB for /runsync); "
-           "ask for return_type \"url\" (with a bucket configured), fewer images or jpeg/webp",
-           len / 1e6, len > RUNSYNC_LIMIT_BYTES ? "/run and /runsync" : "/run");
+    if (sdxl_result_size_warning(len, msg, sizeof msg)) rp_log(RP_LOG_WARN, in->job_id, "%s", msg);
 }
 
 cJSON *sdxl_result_build(const sdxl_result_in *in, sdxl_error *err)

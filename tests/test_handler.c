@@ -507,22 +507,47 @@ static void images_copied_to_output_dir(void **state)
 
 static void worker_without_its_checkpoint(void **state)
 {
-    char config[4200];
-    snprintf(config, sizeof config, "%s/broken.json", tmp);
-    const char *text = "{\"checkpoint\": {\"name\": \"Absent\", \"path\": \"/nonexistent/model.safetensors\"}}";
+    char config[1024], model[1024], text[2600];
+    snprintf(config, sizeof config, "%s/late.json", tmp);
+    snprintf(model, sizeof model, "%s/late.safetensors", tmp);
+    snprintf(text, sizeof text, "{\"checkpoint\": {\"name\": \"Late\", \"path\": \"%s\"}}", model);
     assert_int_equal(tu_write_file(config, text, strlen(text)), 0);
     setenv("MODELS_CONFIG", config, 1);
     sdxl_worker *warm = worker;
     worker = sdxl_worker_start();
     assert_false(sdxl_worker_ready(worker));
     cJSON *r = run("{" VALID "}", NULL);
-    assert_error(r, "MODEL_UNAVAILABLE", "the checkpoint 'Absent' is not available: ");
+    assert_error(r, "MODEL_UNAVAILABLE", "the checkpoint 'Late' is not available: ");
     cJSON_Delete(r);
     r = run("{\"prompt\": 5}", NULL); /* still up, still the same answer */
-    assert_error(r, "MODEL_UNAVAILABLE", "Absent");
+    assert_error(r, "MODEL_UNAVAILABLE", "Late");
+    cJSON_Delete(r);
+    /* the file appears; a job SDXL_RETRY_MODELS_S after the last attempt loads it */
+    size_t len;
+    char *bytes = tu_read_file(SMALL_MODEL, &len);
+    assert_int_equal(tu_write_file(model, bytes, len), 0);
+    free(bytes);
+    r = run("{" VALID "}", NULL); /* too soon: no new attempt */
+    assert_error(r, "MODEL_UNAVAILABLE", "Late");
+    cJSON_Delete(r);
+    worker->last_attempt -= SDXL_RETRY_MODELS_S;
+    r = run("{" VALID "}", NULL);
+    assert_non_null(cJSON_GetObjectItem(r, "image"));
+    assert_true(sdxl_worker_ready(worker));
     cJSON_Delete(r);
     sdxl_worker_free(worker);
     worker = warm;
+}
+
+static void size_warning_points_to_urls(void **state)
+{
+    char msg[256];
+    assert_false(sdxl_result_size_warning(10 * 1000 * 1000, msg, sizeof msg));
+    assert_true(sdxl_result_size_warning(12 * 1000 * 1000, msg, sizeof msg));
+    assert_string_equal(msg, "the result is 12.0 MB, over RunPod's limit for /run results (10 MB for /run, 20 MB for "
+                             "/runsync); ask for return_type \"url\" (with a bucket configured), fewer images or jpeg/webp");
+    assert_true(sdxl_result_size_warning(25 * 1000 * 1000, msg, sizeof msg));
+    assert_non_null(strstr(msg, "25.0 MB, over RunPod's limit for /run and /runsync results"));
 }
 
 /* ---- the LoRA request on its own (no engine) ---------------------------------------- */
@@ -628,6 +653,7 @@ int main(void)
         cmocka_unit_test(img2img_job),
         cmocka_unit_test(images_copied_to_output_dir),
         cmocka_unit_test(worker_without_its_checkpoint),
+        cmocka_unit_test(size_warning_points_to_urls),
         cmocka_unit_test(lora_requests_resolve),
         cmocka_unit_test(limits_from_environment),
     };
