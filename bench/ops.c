@@ -6,22 +6,9 @@
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "bench.h"
 #include "sd/backend.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef void (*bench_fn)(void *ctx);
 
@@ -31,12 +18,11 @@ static double median_time(bench_fn fn, void *ctx, int runs)
     double t[64];
     fn(ctx);
     for (int i = 0; i < runs; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         fn(ctx);
-        t[i] = now() - t0;
+        t[i] = bench_now() - t0;
     }
-    qsort(t, (size_t)runs, sizeof *t, cmp_double);
-    return t[runs / 2];
+    return bench_median(t, runs);
 }
 
 static void report(const char *what, double seconds, double work, const char *unit)

@@ -12,19 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench.h"
 #include "image/decode.h"
 #include "image/encode.h"
 
 #define SIDE 1024
-
-static double clock_s(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static uint32_t rng_state = 0x9e3779b9u;
 static double uniform(void)
@@ -98,12 +91,12 @@ static timing time_encode(const uint8_t *rgb, int level, img_png_filter filter, 
     for (int r = 0; r < runs; r++) {
         img_buf b;
         char err[256];
-        double w0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+        double w0 = bench_clock(CLOCK_MONOTONIC), c0 = bench_clock(CLOCK_THREAD_CPUTIME_ID);
         if (img_encode(rgb, SIDE, SIDE, SIDE * 3, &o, &b, err, sizeof err) != 0) {
             fprintf(stderr, "encode failed: %s\n", err);
             exit(1);
         }
-        double w = clock_s(CLOCK_MONOTONIC) - w0, c = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+        double w = bench_clock(CLOCK_MONOTONIC) - w0, c = bench_clock(CLOCK_THREAD_CPUTIME_ID) - c0;
         if (w < best.wall) best.wall = w;
         if (c < best.cpu) best.cpu = c;
         *size = b.len;

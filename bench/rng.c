@@ -2,24 +2,17 @@
  * batch of 4, on both streams: it must be negligible next to a UNet step. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "bench.h"
 #include "sd/rng.h"
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 
 static double ms_per_draw(sd_rng_kind kind, size_t n, int reps, float *out)
 {
     sd_rng g;
     sd_rng_init(&g, kind, 42);
-    double t0 = now_ms();
+    double t0 = bench_now();
     for (int r = 0; r < reps; r++) sd_rng_randn(&g, n, out);
-    return (now_ms() - t0) / reps;
+    return (bench_now() - t0) * 1e3 / reps;
 }
 
 int main(void)

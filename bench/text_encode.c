@@ -8,32 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
+#include "bench.h"
 #include "sd/checkpoint.h"
 #include "sd/text_encoder.h"
 #include "sd/tokenizer.h"
-
-static double clock_s(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-static double now(void) { return clock_s(CLOCK_MONOTONIC); }
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static int encode(sd_backend *be, const sd_text_encoders *te, const sd_tokenizer *tok, const char *text,
                   bool negative)
@@ -59,16 +38,16 @@ int main(int argc, char **argv)
     sdxl_hparams hp;
     st_file *f = NULL;
     for (int r = 0; r < runs; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (sdxl_checkpoint_open(argv[1], &f, &hp, err, sizeof err)) { fprintf(stderr, "%s\n", err); return 1; }
-        load[r] = now() - t0;
+        load[r] = bench_now() - t0;
         if (r + 1 < runs) st_close(f);
     }
     printf("checkpoint: %zu tensors; unet %d ch, %d levels, depths %d/%d/%d, context %d; te1 %dx%d; te2 %dx%d proj %d\n",
            st_count(f), hp.unet.model_channels, hp.unet.num_levels, hp.unet.depth_down[0], hp.unet.depth_down[1],
            hp.unet.depth_down[2], hp.unet.context_dim, hp.te1.layers, hp.te1.width, hp.te2.layers, hp.te2.width,
            hp.te2.projection_dim);
-    printf("load_median_s %.3f\n", median(load, runs));
+    printf("load_median_s %.3f\n", bench_median(load, runs));
 
     sd_text_encoders te;
     sd_tokenizer *tok = sd_tokenizer_new();
@@ -76,17 +55,15 @@ int main(int argc, char **argv)
     if (sd_text_encoders_bind(&te, f, &hp, err, sizeof err)) { fprintf(stderr, "%s\n", err); return 1; }
     printf("backend: %s\n", sd_backend_describe(be));
     for (int r = 0; r < runs; r++) {
-        double t0 = now(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        double t0 = bench_now(), c0 = bench_clock(CLOCK_PROCESS_CPUTIME_ID);
         if (encode(be, &te, tok, "a photo of an astronaut riding a horse on mars, highly detailed", false) ||
             encode(be, &te, tok, "blurry, low quality", true))
             return 1;
-        enc[r] = now() - t0;
-        enc_cpu[r] = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+        enc[r] = bench_now() - t0;
+        enc_cpu[r] = bench_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
     }
-    printf("encode_pair_median_s %.3f (process CPU %.3f s)\n", median(enc, runs), median(enc_cpu, runs));
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("peak_rss_mb %.0f\n", ru.ru_maxrss / 1024.0);
+    printf("encode_pair_median_s %.3f (process CPU %.3f s)\n", bench_median(enc, runs), bench_median(enc_cpu, runs));
+    printf("peak_rss_mb %.0f\n", bench_peak_rss_mb());
     sd_text_encoders_release(&te);
     sd_backend_free(be);
     sd_tokenizer_free(tok);

@@ -7,21 +7,13 @@
  * sgemm's GFLOP/s measured in the same run as the practical peak.
  *   build/bench_txt2img [MODEL] [threads]
  *   (default MODEL: tools/reference/big/sdxl_full_random.safetensors) */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench.h"
 #include "sd/engine.h"
 #include "sd/unet.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* VmRSS / VmHWM of this process in GiB (/proc/self/status). */
 static double proc_status_gib(const char *key)
@@ -34,24 +26,6 @@ static double proc_status_gib(const char *key)
         if (!strncmp(line, key, n) && line[n] == ':') kib = atof(line + n + 1);
     if (f) fclose(f);
     return kib / (1024.0 * 1024.0);
-}
-
-/* OpenBLAS sgemm on 2048^3 (best of 3): the machine's practical fp32 peak. */
-static double sgemm_gflops(void)
-{
-    const int n = 2048;
-    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
-    if (!a || !b || !c) return 0;
-    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
-    double best = 1e30;
-    for (int r = 0; r < 4; r++) {
-        double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double t = now() - t0;
-        if (r > 0 && t < best) best = t; /* the first call warms up */
-    }
-    free(a), free(b), free(c);
-    return 2.0 * n * n * n / best * 1e-9;
 }
 
 static int run(sd_engine *e, int size)
@@ -90,15 +64,15 @@ int main(int argc, char **argv)
 {
     const char *path = argc > 1 ? argv[1] : "tools/reference/big/sdxl_full_random.safetensors";
     sd_engine_options opts = {.cpu.threads = argc > 2 ? atoi(argv[2]) : 0};
-    printf("OpenBLAS sgemm 2048^3: %.1f GFLOP/s\n", sgemm_gflops());
+    printf("OpenBLAS sgemm 2048^3: %.1f GFLOP/s\n", bench_sgemm_gflops(2048));
     char err[1024];
     sd_engine *e;
-    double t0 = now();
+    double t0 = bench_now();
     if (sd_engine_load(path, &opts, &e, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    printf("load %.2f s (%s), RSS %.2f GiB\n", now() - t0, sd_backend_describe(sd_engine_backend(e)),
+    printf("load %.2f s (%s), RSS %.2f GiB\n", bench_now() - t0, sd_backend_describe(sd_engine_backend(e)),
            proc_status_gib("VmRSS"));
     int rc = run(e, 512) || run(e, 1024);
     sd_engine_free(e);

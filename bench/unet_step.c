@@ -6,31 +6,16 @@
  * activations + scratch, OpenBLAS sgemm's GFLOP/s measured in the same run
  * (2048^3, the practical peak), and the process's peak RSS (the mmap'd fp16
  * weights count as they are touched). Fixed pseudo-random inputs. */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
-#include <time.h>
 
+#include "bench.h"
 #include "sd/checkpoint.h"
 #include "sd/unet.h"
 
 #define CONTEXT_TOKENS 77
 #define MAX_RUNS 50
 #define SGEMM_N 2048
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Uniform values in [-1, 1) from a fixed LCG. */
 static float *noise(size_t n, unsigned seed)
@@ -64,23 +49,6 @@ static sd_tensor *adm_input(sd_backend *be, const sdxl_unet_hparams *hp, int64_t
     return uploaded(be, 2, (const int64_t[]){batch, hp->adm_in_channels}, y);
 }
 
-/* GFLOP/s of one SGEMM_N^3 sgemm (median of 3 after a warm-up). */
-static double sgemm_gflops(void)
-{
-    size_t n = SGEMM_N;
-    float *a = noise(n * n, 1), *b = noise(n * n, 2), *c = noise(n * n, 3);
-    double t[3];
-    for (int i = -1; i < 3; i++) {
-        double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n,
-                    0.0f, c, (int)n);
-        if (i >= 0) t[i] = now() - t0;
-    }
-    free(a), free(b), free(c);
-    qsort(t, 3, sizeof *t, cmp_double);
-    return 2.0 * n * n * n / t[1] * 1e-9;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -99,12 +67,12 @@ int main(int argc, char **argv)
     sdxl_hparams hp;
     st_file *f = NULL;
     sd_unet *u = NULL;
-    double t0 = now();
+    double t0 = bench_now();
     if (sdxl_checkpoint_open(argv[1], &f, &hp, err, sizeof err) || sd_unet_bind(&u, f, &hp.unet, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    printf("open + bind: %.2f s\n", now() - t0);
+    printf("open + bind: %.2f s\n", bench_now() - t0);
     sd_backend *be = sd_backend_cpu_new(NULL);
     printf("backend: %s\n", sd_backend_describe(be));
     const sdxl_unet_hparams *uh = &hp.unet;
@@ -116,16 +84,15 @@ int main(int argc, char **argv)
     sd_tensor *eps = sd_new4(be, batch, uh->out_channels, h, w);
     double times[MAX_RUNS];
     for (int r = 0; r < runs; r++) {
-        t0 = now();
+        t0 = bench_now();
         if (sd_unet_forward(be, u, x, 500.0f, ctx, y, eps, err, sizeof err)) {
             fprintf(stderr, "%s\n", err);
             return 1;
         }
-        times[r] = now() - t0;
+        times[r] = bench_now() - t0;
         printf("pass %d: %.2f s\n", r + 1, times[r]);
     }
-    qsort(times, (size_t)runs, sizeof *times, cmp_double);
-    double med = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
+    double med = bench_median(times, runs);
     double flops = sd_unet_flops(uh, (int)h, (int)w, CONTEXT_TOKENS) * (double)batch;
     sd_mem_stats mem;
     sd_backend_mem(be, &mem);
@@ -133,10 +100,8 @@ int main(int argc, char **argv)
            (long long)h, (long long)w, (long long)h * 8, (long long)w * 8, (long long)batch, med, flops * 1e-12,
            flops / med * 1e-9);
     printf("backend peak (activations + scratch): %.1f MB\n", mem.peak_bytes / 1048576.0);
-    printf("OpenBLAS sgemm %d^3: %.1f GFLOP/s\n", SGEMM_N, sgemm_gflops());
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("peak RSS: %.1f MB\n", ru.ru_maxrss / 1024.0);
+    printf("OpenBLAS sgemm %d^3: %.1f GFLOP/s\n", SGEMM_N, bench_sgemm_gflops(SGEMM_N));
+    printf("peak RSS: %.1f MB\n", bench_peak_rss_mb());
     sd_tensor_free(be, x), sd_tensor_free(be, ctx), sd_tensor_free(be, y), sd_tensor_free(be, eps);
     sd_backend_free(be);
     sd_unet_free(u);

@@ -10,32 +10,11 @@
  * the largest rgb8 difference between the two. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
-#include <time.h>
 
+#include "bench.h"
 #include "sd/checkpoint.h"
 #include "sd/rng.h"
 #include "sd/vae.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double peak_rss_mb(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;
-}
 
 /* Decodes once; the rgb8 of the result goes to rgb. */
 static int decode_once(sd_backend *be, const sd_vae *v, const float *z_host, int h, int w, int tile, uint8_t *rgb)
@@ -89,11 +68,11 @@ int main(int argc, char **argv)
 
     double t[50];
     for (int r = 0; r < runs; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (decode_once(be, v, z, h, w, tile, rgb)) return 1;
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
     }
-    qsort(t, (size_t)runs, sizeof *t, cmp_double);
+    double median = bench_median(t, runs);
     double sum = 0;
     for (size_t i = 0; i < npix; i++) sum += rgb[i];
     sd_mem_stats m;
@@ -101,8 +80,8 @@ int main(int argc, char **argv)
     printf("vae decode %dx%d px (latent %dx%d), %s, %s\n", 8 * h, 8 * w, h, w,
            tile ? "tiled" : "untiled", sd_backend_describe(be));
     if (tile) printf("tile %d latent px\n", tile);
-    printf("median %.3f s over %d run(s); backend peak %.1f MB; peak RSS %.1f MB; mean byte %.3f\n", t[runs / 2], runs,
-           m.peak_bytes / 1048576.0, peak_rss_mb(), sum / (double)npix);
+    printf("median %.3f s over %d run(s); backend peak %.1f MB; peak RSS %.1f MB; mean byte %.3f\n", median, runs,
+           m.peak_bytes / 1048576.0, bench_peak_rss_mb(), sum / (double)npix);
     if (compare) {
         fflush(stdout);
         if (decode_once(be, v, z, h, w, 0, ref)) return 1;

@@ -1,0 +1,67 @@
+/* Timing and machine measures shared by the benchmark programs (every bench/<name>.c,
+ * each built as its own bench_<name>, so the helpers are static inline here):
+ * clocks, the median of a run's times, peak RSS and OpenBLAS sgemm's GFLOP/s
+ * (the machine's practical fp32 peak, printed next to the ops' own rates). */
+#ifndef SDXL_BENCH_H
+#define SDXL_BENCH_H
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+
+/* Seconds on clock `id` (CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, ...). */
+static inline double bench_clock(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Wall-clock seconds (monotonic). */
+static inline double bench_now(void) { return bench_clock(CLOCK_MONOTONIC); }
+
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of v[0..n) (the mean of the middle two when n is even); sorts v. */
+static inline double bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Peak resident set size of this process so far, in MiB (getrusage). */
+static inline double bench_peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+/* GFLOP/s of an n x n x n OpenBLAS sgemm: best of 3 after a warm-up call;
+ * 0 when the matrices cannot be allocated. */
+static inline double bench_sgemm_gflops(int n)
+{
+    size_t nn = (size_t)n * n;
+    float *a = malloc(sizeof(float) * nn), *b = malloc(sizeof(float) * nn), *c = malloc(sizeof(float) * nn);
+    int ok = a && b && c;
+    double best = 1e30;
+    if (ok) {
+        for (size_t i = 0; i < nn; i++) a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
+        for (int r = -1; r < 3; r++) {
+            double t0 = bench_now();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+            double t = bench_now() - t0;
+            if (r >= 0 && t < best) best = t;
+        }
+    }
+    free(a), free(b), free(c);
+    return ok ? 2.0 * n * n * n / best * 1e-9 : 0;
+}
+
+#endif
