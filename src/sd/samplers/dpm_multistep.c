@@ -10,34 +10,6 @@
 
 #include "sd/samplers/samplers.h"
 
-static void dpm_plan(sd_plan *p)
-{
-    double t[p->steps + 1], sigma[p->steps + 1];
-    int n = sd_multistep_schedule(p->choice.schedule, p->steps, t, sigma);
-    sd_plan_store(p, n, t, sigma);
-    p->init_noise_sigma = 1.0f;
-}
-
-typedef struct {
-    float alpha, sigma, lambda;
-} vp_point;
-
-/* _sigma_to_alpha_sigma_t and lambda, as fp32 tensor scalars. */
-static vp_point vp_at(float sigma)
-{
-    vp_point v;
-    v.alpha = 1.0f / sqrtf(sigma * sigma + 1.0f);
-    v.sigma = sigma * v.alpha;
-    v.lambda = logf(v.alpha) - logf(v.sigma);
-    return v;
-}
-
-/* convert_model_output: x0 = (x - sigma_vp*eps) / alpha. */
-static void predict_x0(const float *x, const float *eps, vp_point s, float *x0, size_t n)
-{
-    for (size_t j = 0; j < n; j++) x0[j] = (x[j] - s.sigma * eps[j]) / s.alpha;
-}
-
 /* Update coefficients shared by the orders:
  * ODE x_t = (s_t/s_s) x - a_t (e^-h - 1) D0 ...;
  * SDE x_t = (s_t/s_s) e^-h x + a_t (1 - e^-2h) D0 ... + s_t sqrt(1 - e^-2h) z. */
@@ -46,7 +18,7 @@ typedef struct {
     float h;
 } dpm_coef;
 
-static dpm_coef coef(vp_point t, vp_point s, int sde)
+static dpm_coef coef(sd_vp_point t, sd_vp_point s, int sde)
 {
     dpm_coef c;
     c.h = t.lambda - s.lambda;
@@ -86,7 +58,7 @@ static void second_order(float *x, const float *m0, const float *m1, const float
 
 /* multistep_dpm_solver_third_order_update, sde-dpmsolver++. */
 static void third_order_sde(float *x, const float *m0, const float *m1, const float *m2,
-                            const float *z, dpm_coef c, vp_point t, const float lambda[3], size_t n)
+                            const float *z, dpm_coef c, sd_vp_point t, const float lambda[3], size_t n)
 {
     float h = c.h, r0 = (lambda[2] - lambda[1]) / h, r1 = (lambda[1] - lambda[0]) / h;
     float inv_r0 = 1.0f / r0, inv_r1 = 1.0f / r1;
@@ -112,11 +84,11 @@ static int dpm_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x
     int N = p->n_evals, lower_order_nums = 0, rc = 0;
     for (int i = begin; i < N && !rc; i++) {
         if ((rc = sd_eps(io, x, p->timesteps[i], eps))) break;
-        vp_point s = vp_at(p->sigmas[i]), t = vp_at(p->sigmas[i + 1]);
+        sd_vp_point s = sd_vp_at(p->sigmas[i]), t = sd_vp_at(p->sigmas[i + 1]);
         float *oldest = hist[0];
         hist[0] = hist[1], hist[1] = hist[2], hist[2] = oldest;
         lambda[0] = lambda[1], lambda[1] = lambda[2], lambda[2] = s.lambda;
-        predict_x0(x, eps, s, hist[2], n);
+        sd_vp_predict_x0(x, eps, s, hist[2], n);
         if (sde && (rc = sd_noise(io, z))) break;
         int lower_final = i == N - 1; /* final sigma 0 */
         int lower_second = i == N - 2 && N < 15;
@@ -146,6 +118,6 @@ static int dpmpp_3m_sde_run(const sd_plan *p, int begin, const sd_sample_io *io,
     return dpm_run(p, begin, io, x, 3, 1);
 }
 
-const sd_sampler_ops sd_dpmpp_2m_ops = {dpm_plan, dpmpp_2m_run};
-const sd_sampler_ops sd_dpmpp_2m_sde_ops = {dpm_plan, dpmpp_2m_sde_run};
-const sd_sampler_ops sd_dpmpp_3m_sde_ops = {dpm_plan, dpmpp_3m_sde_run};
+const sd_sampler_ops sd_dpmpp_2m_ops = {sd_multistep_plan, dpmpp_2m_run};
+const sd_sampler_ops sd_dpmpp_2m_sde_ops = {sd_multistep_plan, dpmpp_2m_sde_run};
+const sd_sampler_ops sd_dpmpp_3m_sde_ops = {sd_multistep_plan, dpmpp_3m_sde_run};

@@ -61,6 +61,21 @@ int sd_noise(const sd_sample_io *io, float *out);
  * at weight 0.5 being end - (end - start) * 0.5 (fp32). */
 float sd_dpm2_log_midpoint(float start, float end);
 
+/* Plan of the multistep solvers (DPM-Solver++, UniPC): sd_multistep_schedule
+ * stored with init_noise_sigma 1 (the model sees x unscaled). */
+void sd_multistep_plan(sd_plan *p);
+
+/* A sigma in VP space: alpha = 1/sqrt(sigma^2+1), sigma_vp = sigma*alpha,
+ * lambda = log alpha - log sigma_vp (diffusers' _sigma_to_alpha_sigma_t and
+ * lambda, as fp32 tensor scalars). */
+typedef struct {
+    float alpha, sigma, lambda;
+} sd_vp_point;
+sd_vp_point sd_vp_at(float sigma);
+
+/* convert_model_output of an epsilon model: x0 = (x - sigma_vp*eps) / alpha. */
+void sd_vp_predict_x0(const float *x, const float *eps, sd_vp_point s, float *x0, size_t n);
+
 /* A scratch block of k latents (k * io->n floats), NULL when out of memory. */
 float *sd_latents_alloc(const sd_sample_io *io, int k);
 

@@ -10,38 +10,17 @@
 
 #include "sd/samplers/samplers.h"
 
-static void unipc_plan(sd_plan *p)
-{
-    double t[p->steps + 1], sigma[p->steps + 1];
-    int n = sd_multistep_schedule(p->choice.schedule, p->steps, t, sigma);
-    sd_plan_store(p, n, t, sigma);
-    p->init_noise_sigma = 1.0f;
-}
-
-typedef struct {
-    float alpha, sigma, lambda;
-} vp_point;
-
-static vp_point vp_at(float sigma)
-{
-    vp_point v;
-    v.alpha = 1.0f / sqrtf(sigma * sigma + 1.0f);
-    v.sigma = sigma * v.alpha;
-    v.lambda = logf(v.alpha) - logf(v.sigma);
-    return v;
-}
-
 /* The bh2 coefficients from t's and s0's sigmas: h_phi_1 = expm1(-h),
  * B_h = expm1(-h), and b_k = h_phi_k k! / B_h for k = 1, 2. */
 typedef struct {
-    vp_point t, s0;
+    sd_vp_point t, s0;
     float h, h_phi_1, b_h, b[2];
 } unipc_coef;
 
 static unipc_coef coef_between(float sigma_t, float sigma_s0)
 {
     unipc_coef c;
-    c.t = vp_at(sigma_t), c.s0 = vp_at(sigma_s0);
+    c.t = sd_vp_at(sigma_t), c.s0 = sd_vp_at(sigma_s0);
     c.h = c.t.lambda - c.s0.lambda;
     float hh = -c.h;
     c.h_phi_1 = expm1f(hh);
@@ -64,7 +43,7 @@ static void predictor(float *x, const float *m0, const float *m1, float sigma_s1
                       int order, size_t n)
 {
     float cx = c.t.sigma / c.s0.sigma, c0 = c.t.alpha * c.h_phi_1, cb = c.t.alpha * c.b_h;
-    float rk = order == 2 ? (vp_at(sigma_s1).lambda - c.s0.lambda) / c.h : 1.0f;
+    float rk = order == 2 ? (sd_vp_at(sigma_s1).lambda - c.s0.lambda) / c.h : 1.0f;
     for (size_t j = 0; j < n; j++) {
         float xt = cx * x[j] - c0 * m0[j];
         if (order == 2) xt = xt - cb * (0.5f * ((m1[j] - m0[j]) / rk));
@@ -89,7 +68,7 @@ static void corrector(float *x_t, const float *x, const float *m0, const float *
 {
     float rhos[2] = {0.0f, 0.5f}, rk = 1.0f;
     if (order == 2) {
-        rk = (vp_at(sigma_s1).lambda - c.s0.lambda) / c.h;
+        rk = (sd_vp_at(sigma_s1).lambda - c.s0.lambda) / c.h;
         solve_rhos(rk, c.b, rhos);
     }
     float cb = c.t.alpha * c.b_h;
@@ -110,8 +89,8 @@ static int unipc_run(const sd_plan *p, int begin, const sd_sample_io *io, float 
     int N = p->n_evals, lower_order_nums = 0, this_order = 0, rc = 0;
     for (int i = begin; i < N && !rc; i++) {
         if ((rc = sd_eps(io, x, p->timesteps[i], eps))) break;
-        vp_point s = vp_at(p->sigmas[i]);
-        for (size_t j = 0; j < n; j++) m_new[j] = (x[j] - s.sigma * eps[j]) / s.alpha;
+        sd_vp_point s = sd_vp_at(p->sigmas[i]);
+        sd_vp_predict_x0(x, eps, s, m_new, n);
         if (i > begin) /* step_index > 0 and a last_sample exists */
             corrector(x, last, m[1], m[0], m_new, i >= 2 ? p->sigmas[i - 2] : 0.0f,
                       coef_between(p->sigmas[i], p->sigmas[i - 1]), this_order, n);
@@ -128,4 +107,4 @@ static int unipc_run(const sd_plan *p, int begin, const sd_sample_io *io, float 
     return rc;
 }
 
-const sd_sampler_ops sd_unipc_ops = {unipc_plan, unipc_run};
+const sd_sampler_ops sd_unipc_ops = {sd_multistep_plan, unipc_run};
