@@ -4,44 +4,34 @@
 #include "models/config.h"
 
 #include "models/civitai.h"
+#include "sd/error.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* ---- field checks ------------------------------------------------------ */
 
 int models_filename_check(const char *name, char *err, size_t errlen)
 {
     size_t n = strlen(name);
-    if (n == 0) return fail(err, errlen, "is empty");
+    if (n == 0) return sd_error(err, errlen, "is empty");
     if (n > MODELS_FILENAME_MAX)
-        return fail(err, errlen, "is longer than %d bytes", MODELS_FILENAME_MAX);
+        return sd_error(err, errlen, "is longer than %d bytes", MODELS_FILENAME_MAX);
     for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
         if (*p == '/' || *p == '\\')
-            return fail(err, errlen, "\"%s\" contains a path separator; give a plain file name", name);
-        if (*p < 0x20 || *p == 0x7f) return fail(err, errlen, "contains a control character");
+            return sd_error(err, errlen, "\"%s\" contains a path separator; give a plain file name", name);
+        if (*p < 0x20 || *p == 0x7f) return sd_error(err, errlen, "contains a control character");
     }
-    if (strstr(name, "..")) return fail(err, errlen, "\"%s\" contains \"..\"", name);
-    if (name[0] == '.') return fail(err, errlen, "\"%s\" starts with '.' (a hidden file)", name);
+    if (strstr(name, "..")) return sd_error(err, errlen, "\"%s\" contains \"..\"", name);
+    if (name[0] == '.') return sd_error(err, errlen, "\"%s\" starts with '.' (a hidden file)", name);
     return 0;
 }
 
@@ -56,9 +46,9 @@ static bool is_http_url(const char *url)
 
 static int parse_sha256(const char *hex, char out[65], char *err, size_t errlen)
 {
-    if (strlen(hex) != 64) return fail(err, errlen, "must be 64 hex digits");
+    if (strlen(hex) != 64) return sd_error(err, errlen, "must be 64 hex digits");
     for (int i = 0; i < 64; i++) {
-        if (!isxdigit((unsigned char)hex[i])) return fail(err, errlen, "must be 64 hex digits");
+        if (!isxdigit((unsigned char)hex[i])) return sd_error(err, errlen, "must be 64 hex digits");
         out[i] = (char)tolower((unsigned char)hex[i]);
     }
     out[64] = 0;
@@ -76,7 +66,7 @@ static int check_known_keys(const cJSON *obj, const char *where, char *err, size
         for (size_t i = 0; i < sizeof entry_keys / sizeof *entry_keys && !known; i++)
             known = strcmp(it->string, entry_keys[i]) == 0;
         if (!known)
-            return fail(err, errlen, "%s: unknown key \"%s\" (allowed: name, url or path, filename, "
+            return sd_error(err, errlen, "%s: unknown key \"%s\" (allowed: name, url or path, filename, "
                         "sha256, size, scale)", where, it->string);
     }
     return 0;
@@ -89,7 +79,7 @@ static int opt_string(const cJSON *obj, const char *key, const char *where, cons
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     *out = NULL;
     if (!v) return 0;
-    if (!cJSON_IsString(v)) return fail(err, errlen, "%s: \"%s\" must be a string", where, key);
+    if (!cJSON_IsString(v)) return sd_error(err, errlen, "%s: \"%s\" must be a string", where, key);
     *out = v->valuestring;
     return 0;
 }
@@ -112,14 +102,14 @@ static int parse_location(const cJSON *obj, const char *where, const char *base_
         opt_string(obj, "path", where, &path, err, errlen) ||
         opt_string(obj, "filename", where, &filename, err, errlen))
         return -1;
-    if (url && path) return fail(err, errlen, "%s: give either \"url\" or \"path\", not both", where);
-    if (!url && !path) return fail(err, errlen, "%s: needs \"url\" (http or https) or a local \"path\"", where);
+    if (url && path) return sd_error(err, errlen, "%s: give either \"url\" or \"path\", not both", where);
+    if (!url && !path) return sd_error(err, errlen, "%s: needs \"url\" (http or https) or a local \"path\"", where);
     if (url && !is_http_url(url))
-        return fail(err, errlen, "%s: \"url\" must be an http:// or https:// URL with a host", where);
-    if (path && !*path) return fail(err, errlen, "%s: \"path\" is empty", where);
-    if (url && !filename) return fail(err, errlen, "%s: \"filename\" is required with \"url\"", where);
+        return sd_error(err, errlen, "%s: \"url\" must be an http:// or https:// URL with a host", where);
+    if (path && !*path) return sd_error(err, errlen, "%s: \"path\" is empty", where);
+    if (url && !filename) return sd_error(err, errlen, "%s: \"filename\" is required with \"url\"", where);
     if (filename && models_filename_check(filename, why, sizeof why))
-        return fail(err, errlen, "%s: \"filename\" %s", where, why);
+        return sd_error(err, errlen, "%s: \"filename\" %s", where, why);
     if (url) e->url = strdup(url);
     if (path) e->path = resolve_path(path, base_dir);
     if (filename) {
@@ -128,7 +118,7 @@ static int parse_location(const cJSON *obj, const char *where, const char *base_
         const char *slash = strrchr(path, '/');
         e->filename = strdup(slash ? slash + 1 : path);
     }
-    return (e->url || e->path) && e->filename ? 0 : fail(err, errlen, "out of memory");
+    return (e->url || e->path) && e->filename ? 0 : sd_error(err, errlen, "out of memory");
 }
 
 static int parse_checks(const cJSON *obj, const char *where, models_entry *e, char *err, size_t errlen)
@@ -138,13 +128,13 @@ static int parse_checks(const cJSON *obj, const char *where, models_entry *e, ch
     char why[128];
     if (sha && !cJSON_IsNull(sha)) {
         if (!cJSON_IsString(sha) || parse_sha256(sha->valuestring, e->sha256, why, sizeof why))
-            return fail(err, errlen, "%s: \"sha256\" %s", where,
+            return sd_error(err, errlen, "%s: \"sha256\" %s", where,
                         cJSON_IsString(sha) ? why : "must be a string of 64 hex digits");
     }
     if (size && !cJSON_IsNull(size)) {
         double d = cJSON_IsNumber(size) ? size->valuedouble : -1;
         if (!(d >= 1 && d <= 9007199254740992.0 && floor(d) == d))
-            return fail(err, errlen, "%s: \"size\" must be a positive whole number of bytes", where);
+            return sd_error(err, errlen, "%s: \"size\" must be a positive whole number of bytes", where);
         e->size = (uint64_t)d;
     }
     return 0;
@@ -155,21 +145,21 @@ static int parse_entry(const cJSON *obj, const char *where, bool is_lora, const 
 {
     memset(e, 0, sizeof *e);
     e->scale = 1.0;
-    if (!cJSON_IsObject(obj)) return fail(err, errlen, "%s must be an object", where);
+    if (!cJSON_IsObject(obj)) return sd_error(err, errlen, "%s must be an object", where);
     if (check_known_keys(obj, where, err, errlen)) return -1;
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(obj, "name");
     if (!cJSON_IsString(name) || !*name->valuestring)
-        return fail(err, errlen, "%s: \"name\" must be a non-empty string", where);
-    if (!(e->name = strdup(name->valuestring))) return fail(err, errlen, "out of memory");
+        return sd_error(err, errlen, "%s: \"name\" must be a non-empty string", where);
+    if (!(e->name = strdup(name->valuestring))) return sd_error(err, errlen, "out of memory");
     if (parse_location(obj, where, base_dir, e, err, errlen) || parse_checks(obj, where, e, err, errlen))
         return -1;
     const cJSON *scale = cJSON_GetObjectItemCaseSensitive(obj, "scale");
     if (is_lora) {
         if (!cJSON_IsNumber(scale) || !isfinite(scale->valuedouble))
-            return fail(err, errlen, "%s (\"%s\"): \"scale\" must be a number", where, e->name);
+            return sd_error(err, errlen, "%s (\"%s\"): \"scale\" must be a number", where, e->name);
         e->scale = scale->valuedouble;
     } else if (scale) {
-        return fail(err, errlen, "%s: \"scale\" applies to LoRAs only", where);
+        return sd_error(err, errlen, "%s: \"scale\" applies to LoRAs only", where);
     }
     return 0;
 }
@@ -180,12 +170,12 @@ static int check_unique(const models_config *c, char *err, size_t errlen)
 {
     for (size_t i = 0; i < c->n_loras; i++) {
         if (strcmp(c->loras[i].filename, c->checkpoint.filename) == 0 && c->loras[i].url && c->checkpoint.url)
-            return fail(err, errlen, "loras[%zu]: filename \"%s\" is also the checkpoint's", i, c->loras[i].filename);
+            return sd_error(err, errlen, "loras[%zu]: filename \"%s\" is also the checkpoint's", i, c->loras[i].filename);
         for (size_t j = 0; j < i; j++) {
             if (strcmp(c->loras[i].name, c->loras[j].name) == 0)
-                return fail(err, errlen, "loras[%zu]: name \"%s\" is already used by loras[%zu]", i, c->loras[i].name, j);
+                return sd_error(err, errlen, "loras[%zu]: name \"%s\" is already used by loras[%zu]", i, c->loras[i].name, j);
             if (strcmp(c->loras[i].filename, c->loras[j].filename) == 0 && c->loras[i].url && c->loras[j].url)
-                return fail(err, errlen, "loras[%zu]: filename \"%s\" is already used by loras[%zu]", i,
+                return sd_error(err, errlen, "loras[%zu]: filename \"%s\" is already used by loras[%zu]", i,
                             c->loras[i].filename, j);
         }
     }
@@ -195,10 +185,10 @@ static int check_unique(const models_config *c, char *err, size_t errlen)
 static int parse_loras(const cJSON *loras, const char *base_dir, models_config *out, char *err, size_t errlen)
 {
     if (!loras || cJSON_IsNull(loras)) return 0;
-    if (!cJSON_IsArray(loras)) return fail(err, errlen, "\"loras\" must be an array");
+    if (!cJSON_IsArray(loras)) return sd_error(err, errlen, "\"loras\" must be an array");
     size_t n = (size_t)cJSON_GetArraySize(loras);
     out->loras = calloc(n ? n : 1, sizeof *out->loras);
-    if (!out->loras) return fail(err, errlen, "out of memory");
+    if (!out->loras) return sd_error(err, errlen, "out of memory");
     for (const cJSON *it = loras->child; it; it = it->next) {
         char where[32];
         snprintf(where, sizeof where, "loras[%zu]", out->n_loras);
@@ -213,18 +203,18 @@ int models_config_parse(const char *json, size_t len, const char *base_dir,
     memset(out, 0, sizeof *out);
     /* upstream cJSON 1.7.15 may read one byte past `len`: give it a terminated copy */
     char *text = malloc(len + 1);
-    if (!text) return fail(err, errlen, "out of memory");
+    if (!text) return sd_error(err, errlen, "out of memory");
     memcpy(text, json, len);
     text[len] = 0;
     cJSON *root = cJSON_ParseWithLength(text, len);
     long near = !root && cJSON_GetErrorPtr() ? (long)(cJSON_GetErrorPtr() - text) : 0L;
     free(text);
-    if (!root) return fail(err, errlen, "not valid JSON (near byte %ld)", near);
+    if (!root) return sd_error(err, errlen, "not valid JSON (near byte %ld)", near);
     int rc = -1;
     if (!cJSON_IsObject(root)) {
-        fail(err, errlen, "the top level must be an object with \"checkpoint\" and \"loras\"");
+        sd_error(err, errlen, "the top level must be an object with \"checkpoint\" and \"loras\"");
     } else if (!cJSON_GetObjectItemCaseSensitive(root, "checkpoint")) {
-        fail(err, errlen, "\"checkpoint\" is missing");
+        sd_error(err, errlen, "\"checkpoint\" is missing");
     } else if (parse_entry(cJSON_GetObjectItemCaseSensitive(root, "checkpoint"), "checkpoint", false,
                            base_dir, &out->checkpoint, err, errlen) == 0 &&
                parse_loras(cJSON_GetObjectItemCaseSensitive(root, "loras"), base_dir, out, err, errlen) == 0 &&
@@ -240,16 +230,16 @@ int models_config_load(const char *path, models_config *out, char *err, size_t e
 {
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, "models config %s: %s (set MODELS_CONFIG)", path, strerror(errno));
+    if (!f) return sd_error(err, errlen, "models config %s: %s (set MODELS_CONFIG)", path, strerror(errno));
     enum { MAX_CONFIG = 16 << 20 };
     char *buf = malloc(MAX_CONFIG + 1);
     size_t n = buf ? fread(buf, 1, MAX_CONFIG + 1, f) : 0;
     int read_error = ferror(f);
     fclose(f);
-    if (!buf) return fail(err, errlen, "models config %s: out of memory", path);
+    if (!buf) return sd_error(err, errlen, "models config %s: out of memory", path);
     if (read_error || n > MAX_CONFIG) {
         free(buf);
-        return fail(err, errlen, "models config %s: %s", path, read_error ? "read error" : "larger than 16 MiB");
+        return sd_error(err, errlen, "models config %s: %s", path, read_error ? "read error" : "larger than 16 MiB");
     }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
@@ -258,7 +248,7 @@ int models_config_load(const char *path, models_config *out, char *err, size_t e
     char why[768];
     int rc = models_config_parse(buf, n, slash ? (dir[0] ? dir : "/") : NULL, out, why, sizeof why);
     free(buf);
-    return rc ? fail(err, errlen, "models config %s: %s", path, why) : 0;
+    return rc ? sd_error(err, errlen, "models config %s: %s", path, why) : 0;
 }
 
 static void entry_free(models_entry *e)
@@ -326,11 +316,11 @@ int models_env_from_environ(models_env *out, char *err, size_t errlen)
     if (lora && *lora) snprintf(out->lora_dir, sizeof out->lora_dir, "%s", lora);
     else snprintf(out->lora_dir, sizeof out->lora_dir, "%s/loras", root);
     const char *key = env_or("CIVITAI_API_KEY", "");
-    if (strlen(key) >= sizeof out->api_key) return fail(err, errlen, "CIVITAI_API_KEY is implausibly long");
+    if (strlen(key) >= sizeof out->api_key) return sd_error(err, errlen, "CIVITAI_API_KEY is implausibly long");
     snprintf(out->api_key, sizeof out->api_key, "%s", key);
     const char *host = env_or("CIVITAI_HOST", NULL);
     char why[256];
     if (host && civitai_origin_normalize(host, out->civitai_origin, sizeof out->civitai_origin, why, sizeof why))
-        return fail(err, errlen, "CIVITAI_HOST: %s", why);
+        return sd_error(err, errlen, "CIVITAI_HOST: %s", why);
     return 0;
 }

@@ -4,28 +4,16 @@
 #include "sd/prompt.h"
 
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "sd/error.h"
 #include "sd/unicode.h"
 
 #define ROUND_MULTIPLIER 1.1
 #define SQUARE_MULTIPLIER (1 / 1.1) /* A1111 multiplies by 1/1.1, it does not divide by 1.1 */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-static int oom(char *err, size_t errlen) { return fail(err, errlen, "prompt: out of memory"); }
+static int oom(char *err, size_t errlen) { return sd_error(err, errlen, "prompt: out of memory"); }
 
 /* Python's float() on a string restricted to optional sign, digits (any
  * script's decimal digits, as float() accepts them), one optional '.' and an
@@ -103,14 +91,14 @@ static int read_network_args(sd_extra_network *net, const uint32_t *args, size_t
     if (!net->name) return oom(err, errlen);
     net->te_multiplier = net->unet_multiplier = 1.0;
     if (!is_lora) return 0;
-    if (n_pos == 0) return fail(err, errlen, "prompt: %s has no network name", net->raw);
+    if (n_pos == 0) return sd_error(err, errlen, "prompt: %s has no network name", net->raw);
     if ((n_pos > 1 && !parse_py_float(pos[1], pos_len[1], &net->te_multiplier)) ||
         (te && !parse_py_float(te, te_len, &net->te_multiplier)))
-        return fail(err, errlen, "prompt: %s: the text-encoder multiplier is not a finite number", net->raw);
+        return sd_error(err, errlen, "prompt: %s: the text-encoder multiplier is not a finite number", net->raw);
     net->unet_multiplier = net->te_multiplier;
     if ((n_pos > 2 && !parse_py_float(pos[2], pos_len[2], &net->unet_multiplier)) ||
         (unet && !parse_py_float(unet, unet_len, &net->unet_multiplier)))
-        return fail(err, errlen, "prompt: %s: the UNet multiplier is not a finite number", net->raw);
+        return sd_error(err, errlen, "prompt: %s: the UNet multiplier is not a finite number", net->raw);
     return 0;
 }
 
@@ -285,7 +273,7 @@ static bool is_escapable(uint32_t c) { return c == '(' || c == ')' || c == '[' |
 static int open_bracket(attention *a, size_t *stack, size_t *depth, char *err, size_t errlen)
 {
     if (a->n_round + a->n_square >= SD_PROMPT_MAX_NESTING)
-        return fail(err, errlen, "prompt: brackets nested deeper than %d", SD_PROMPT_MAX_NESTING);
+        return sd_error(err, errlen, "prompt: brackets nested deeper than %d", SD_PROMPT_MAX_NESTING);
     stack[(*depth)++] = a->n;
     return 0;
 }
@@ -306,7 +294,7 @@ static size_t attention_step(attention *a, const uint32_t *cp, size_t n, size_t 
         double w;
         if (!parse_py_float(cp + num, num_len, &w)) {
             char *s = uni_to_utf8(cp + num, num_len, NULL);
-            fail(err, errlen, "prompt: attention weight '%s' is not a finite number", s ? s : "?");
+            sd_error(err, errlen, "prompt: attention weight '%s' is not a finite number", s ? s : "?");
             free(s);
             return 0;
         }
@@ -344,7 +332,7 @@ static int parse_attention(const uint32_t *cp, size_t n, attention *a, char *err
     a->n = w + 1;
     for (size_t k = 0; k < a->n; k++)
         if (!isfinite(a->weight[k]))
-            return fail(err, errlen, "prompt: an attention weight overflows to a non-finite value");
+            return sd_error(err, errlen, "prompt: an attention weight overflows to a non-finite value");
     return 0;
 }
 

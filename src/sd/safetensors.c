@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sd/error.h"
+
 /* Deepest container nesting, counting the header object as 1: serde_json's
  * recursion limit, as the reference reader (safetensors 0.8) applies it. */
 #define MAX_NESTING 127
@@ -60,17 +62,6 @@ typedef struct {
 
 /* ---- errors ------------------------------------------------------------ */
 
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 /* "<label>: header JSON at byte N: <msg>" */
 static int parse_fail(parser *ps, const char *fmt, ...)
 {
@@ -79,8 +70,9 @@ static int parse_fail(parser *ps, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return set_err(ps->err, ps->errlen, "%s: invalid safetensors header JSON at byte %zu: %s",
-                   ps->f->label, (size_t)(ps->p - ps->start), msg);
+    sd_error(ps->err, ps->errlen, "%s: invalid safetensors header JSON at byte %zu: %s", ps->f->label,
+             (size_t)(ps->p - ps->start), msg);
+    return -1;
 }
 
 /* Copies up to `max` bytes as printable ASCII ('?' for anything else). */
@@ -582,7 +574,7 @@ static int parse_header(parser *ps)
 {
     size_t bad;
     if (utf8_check(ps->start, (size_t)(ps->end - ps->start), &bad))
-        return set_err(ps->err, ps->errlen, "%s: safetensors header is not valid UTF-8 (byte %zu)",
+        return sd_error(ps->err, ps->errlen, "%s: safetensors header is not valid UTF-8 (byte %zu)",
                        ps->f->label, bad);
     skip_ws(ps);
     if (ps->p >= ps->end || *ps->p != '{') {
@@ -618,11 +610,11 @@ static int check_sizes(st_file *f, char *err, size_t errlen)
         overflow |= n > INT64_MAX || __builtin_mul_overflow(n, (uint64_t)t->elem_size, &bytes);
         char shape[128];
         if (overflow)
-            return set_err(err, errlen, "%s: tensor \"%.80s\": shape %s overflows", f->label, t->name,
+            return sd_error(err, errlen, "%s: tensor \"%.80s\": shape %s overflows", f->label, t->name,
                            st_shape_str(t, shape, sizeof shape));
         t->numel = (int64_t)n;
         if (bytes != t->nbytes)
-            return set_err(err, errlen, "%s: tensor \"%.80s\": shape %s of %s needs %llu bytes but its "
+            return sd_error(err, errlen, "%s: tensor \"%.80s\": shape %s of %s needs %llu bytes but its "
                            "data_offsets span %llu", f->label, t->name, st_shape_str(t, shape, sizeof shape),
                            t->dtype_name, (unsigned long long)bytes, (unsigned long long)t->nbytes);
     }
@@ -646,7 +638,7 @@ static int span_cmp(const void *a, const void *b)
 static int check_layout(st_file *f, char *err, size_t errlen)
 {
     span *s = malloc((f->count ? f->count : 1) * sizeof *s);
-    if (!s) return set_err(err, errlen, "%s: out of memory", f->label);
+    if (!s) return sd_error(err, errlen, "%s: out of memory", f->label);
     for (size_t i = 0; i < f->count; i++)
         s[i] = (span){f->tensors[i].offset, f->tensors[i].offset + f->tensors[i].nbytes, i};
     qsort(s, f->count, sizeof *s, span_cmp);
@@ -655,21 +647,21 @@ static int check_layout(st_file *f, char *err, size_t errlen)
     for (size_t i = 0; i < f->count && rc == 0; i++) {
         const char *name = f->tensors[s[i].index].name;
         if (s[i].begin < pos)
-            rc = set_err(err, errlen, "%s: tensors \"%.80s\" and \"%.80s\" overlap in the data area",
+            rc = sd_error(err, errlen, "%s: tensors \"%.80s\" and \"%.80s\" overlap in the data area",
                          f->label, f->tensors[s[i - 1].index].name, name);
         else if (s[i].begin > pos)
-            rc = set_err(err, errlen, "%s: no tensor covers data bytes %llu..%llu (before \"%.80s\")",
+            rc = sd_error(err, errlen, "%s: no tensor covers data bytes %llu..%llu (before \"%.80s\")",
                          f->label, (unsigned long long)pos, (unsigned long long)s[i].begin, name);
         pos = s[i].end;
     }
     free(s);
     if (rc) return rc;
     if (pos > f->data_len)
-        return set_err(err, errlen, "%s: file is truncated: the tensors need %llu bytes of data after "
+        return sd_error(err, errlen, "%s: file is truncated: the tensors need %llu bytes of data after "
                        "the header but only %llu are present (incomplete download?)", f->label,
                        (unsigned long long)pos, (unsigned long long)f->data_len);
     if (pos < f->data_len)
-        return set_err(err, errlen, "%s: %llu unexpected bytes after the last tensor's data", f->label,
+        return sd_error(err, errlen, "%s: %llu unexpected bytes after the last tensor's data", f->label,
                        (unsigned long long)(f->data_len - pos));
     return 0;
 }
@@ -678,10 +670,10 @@ static int build_indexes(st_file *f, char *err, size_t errlen)
 {
     size_t dup;
     int rc = index_build(&f->tensor_index, f->tensors, sizeof *f->tensors, f->count, &dup);
-    if (rc == -1) return set_err(err, errlen, "%s: duplicate tensor name \"%.80s\"", f->label, f->tensors[dup].name);
+    if (rc == -1) return sd_error(err, errlen, "%s: duplicate tensor name \"%.80s\"", f->label, f->tensors[dup].name);
     if (rc == 0) rc = index_build(&f->meta_index, f->meta, sizeof *f->meta, f->meta_count, &dup);
-    if (rc == -1) return set_err(err, errlen, "%s: duplicate \"__metadata__\" key \"%.80s\"", f->label, f->meta[dup].key);
-    if (rc) return set_err(err, errlen, "%s: out of memory", f->label);
+    if (rc == -1) return sd_error(err, errlen, "%s: duplicate \"__metadata__\" key \"%.80s\"", f->label, f->meta[dup].key);
+    if (rc) return sd_error(err, errlen, "%s: out of memory", f->label);
     return 0;
 }
 
@@ -701,19 +693,19 @@ static uint64_t read_u64_le(const uint8_t *b)
 static int check_prefix(st_file *f, char *err, size_t errlen)
 {
     char msg[200];
-    if (f->size == 0) return set_err(err, errlen, "%s: empty file (0 bytes): the download probably failed", f->label);
+    if (f->size == 0) return sd_error(err, errlen, "%s: empty file (0 bytes): the download probably failed", f->label);
     uint64_t n = f->size >= 8 ? read_u64_le(f->base) : 0;
     if (f->size >= 8 && n <= ST_MAX_HEADER && n <= f->size - 8) { f->header_len = n; return 0; }
     if (f->size < 8 || n > ST_MAX_HEADER) {
         if (describe_foreign(f->base, f->size, msg, sizeof msg))
-            return set_err(err, errlen, "%s: %s", f->label, msg);
+            return sd_error(err, errlen, "%s: %s", f->label, msg);
         if (f->size < 8)
-            return set_err(err, errlen, "%s: file too short (%zu bytes) to be safetensors", f->label, f->size);
-        return set_err(err, errlen, "%s: not a safetensors file: header length %llu exceeds the %llu-byte "
+            return sd_error(err, errlen, "%s: file too short (%zu bytes) to be safetensors", f->label, f->size);
+        return sd_error(err, errlen, "%s: not a safetensors file: header length %llu exceeds the %llu-byte "
                        "limit (first bytes %02x %02x %02x %02x)", f->label, (unsigned long long)n,
                        ST_MAX_HEADER, f->base[0], f->base[1], f->base[2], f->base[3]);
     }
-    return set_err(err, errlen, "%s: file is truncated: the header needs %llu bytes but only %zu follow "
+    return sd_error(err, errlen, "%s: file is truncated: the header needs %llu bytes but only %zu follow "
                    "the 8-byte length (incomplete download?)", f->label, (unsigned long long)n, f->size - 8);
 }
 
@@ -723,7 +715,7 @@ static int parse_file(st_file *f, char *err, size_t errlen)
     f->data = f->base + 8 + f->header_len;
     f->data_len = f->size - 8 - f->header_len;
     f->arena = malloc(f->header_len + 1);
-    if (!f->arena) return set_err(err, errlen, "%s: out of memory", f->label);
+    if (!f->arena) return sd_error(err, errlen, "%s: out of memory", f->label);
     parser ps = {f, f->base + 8, f->base + 8, f->base + 8 + f->header_len, err, errlen};
     if (parse_header(&ps) || check_sizes(f, err, errlen) || check_layout(f, err, errlen) ||
         build_indexes(f, err, errlen))
@@ -743,7 +735,7 @@ int st_open_memory(const void *data, size_t size, const char *label, st_file **o
 {
     *out = NULL;
     st_file *f = new_file(label ? label : "safetensors buffer");
-    if (!f) return set_err(err, errlen, "out of memory");
+    if (!f) return sd_error(err, errlen, "out of memory");
     f->base = data;
     f->size = size;
     if (parse_file(f, err, errlen)) { st_close(f); return -1; }
@@ -755,27 +747,27 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen)
 {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block us */
-    if (fd < 0) return set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return sd_error(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int e = errno;
         close(fd);
-        return set_err(err, errlen, "%s: cannot stat: %s", path, strerror(e));
+        return sd_error(err, errlen, "%s: cannot stat: %s", path, strerror(e));
     }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
-        return set_err(err, errlen, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory, not a safetensors file"
+        return sd_error(err, errlen, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory, not a safetensors file"
                                                                          : "not a regular file");
     }
     st_file *f = new_file(path);
-    if (!f) { close(fd); return set_err(err, errlen, "%s: out of memory", path); }
+    if (!f) { close(fd); return sd_error(err, errlen, "%s: out of memory", path); }
     f->size = (size_t)sb.st_size;
     if (f->size > 0) {
         void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m == MAP_FAILED) {
             int e = errno;
             close(fd); st_close(f);
-            return set_err(err, errlen, "%s: cannot map: %s", path, strerror(e));
+            return sd_error(err, errlen, "%s: cannot map: %s", path, strerror(e));
         }
         f->base = m;
         f->mapped = 1;
@@ -841,12 +833,12 @@ const char *st_metadata(const st_file *f, const char *key)
 int st_weight(const st_tensor *t, sd_weight *out, char *err, size_t errlen)
 {
     if (!t->is_float)
-        return set_err(err, errlen, "tensor \"%.80s\" has dtype %s, not a float weight", t->name, t->dtype_name);
+        return sd_error(err, errlen, "tensor \"%.80s\" has dtype %s, not a float weight", t->name, t->dtype_name);
     if (t->ndim > SD_MAX_DIMS)
-        return set_err(err, errlen, "tensor \"%.80s\" has %d dimensions (at most %d supported)", t->name,
+        return sd_error(err, errlen, "tensor \"%.80s\" has %d dimensions (at most %d supported)", t->name,
                        t->ndim, SD_MAX_DIMS);
     if ((uintptr_t)t->data % t->elem_size != 0)
-        return set_err(err, errlen, "tensor \"%.80s\": data is not aligned to its %zu-byte elements "
+        return sd_error(err, errlen, "tensor \"%.80s\": data is not aligned to its %zu-byte elements "
                        "(file written by a non-standard tool)", t->name, t->elem_size);
     memset(out, 0, sizeof *out);
     out->name = t->name;

@@ -3,11 +3,11 @@
  * Numerics: diffusers UNet2DConditionModel.forward (models/unets/
  * unet_2d_condition.py) in fp32; names: SGM openaimodel (spec §2.4). The
  * blocks themselves are in unet_blocks.c. See unet.h. */
+#include "sd/error.h"
 #include "sd/unet_impl.h"
 #include "sd/weights.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,16 +259,6 @@ static sd_tensor *conditioning_embedding(sd_backend *be, const sd_unet *u, const
 
 /* ---- forward ----------------------------------------------------------------------------- */
 
-static int set_error(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int set_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static int has_shape(const sd_tensor *t, int ndim, const int64_t *shape)
 {
     if (t->ndim != ndim) return 0;
@@ -281,19 +271,19 @@ static int check_forward_args(const sd_unet *u, const sd_tensor *x, float t, con
                               const sd_tensor *y, const sd_tensor *eps, char *err, size_t errlen)
 {
     const sdxl_unet_hparams *hp = &u->hp;
-    if (!x || !context || !y || !eps) return set_error(err, errlen, "sd_unet_forward: a tensor argument is missing");
+    if (!x || !context || !y || !eps) return sd_error(err, errlen, "sd_unet_forward: a tensor argument is missing");
     if (x->ndim != 4 || x->shape[1] != hp->in_channels)
-        return set_error(err, errlen, "sd_unet_forward: latents must be [B, %d, h, w]", hp->in_channels);
+        return sd_error(err, errlen, "sd_unet_forward: latents must be [B, %d, h, w]", hp->in_channels);
     int64_t b = x->shape[0], h = x->shape[2], w = x->shape[3];
-    if (h < 1 || w < 1) return set_error(err, errlen, "sd_unet_forward: the latents are empty");
-    if (!isfinite(t)) return set_error(err, errlen, "sd_unet_forward: the timestep is not finite");
+    if (h < 1 || w < 1) return sd_error(err, errlen, "sd_unet_forward: the latents are empty");
+    if (!isfinite(t)) return sd_error(err, errlen, "sd_unet_forward: the timestep is not finite");
     if (context->ndim != 3 || context->shape[0] != b || context->shape[2] != hp->context_dim)
-        return set_error(err, errlen, "sd_unet_forward: context must be [%lld, n_tokens, %d]", (long long)b,
+        return sd_error(err, errlen, "sd_unet_forward: context must be [%lld, n_tokens, %d]", (long long)b,
                          hp->context_dim);
     if (!has_shape(y, 2, (const int64_t[]){b, hp->adm_in_channels}))
-        return set_error(err, errlen, "sd_unet_forward: y must be [%lld, %d]", (long long)b, hp->adm_in_channels);
+        return sd_error(err, errlen, "sd_unet_forward: y must be [%lld, %d]", (long long)b, hp->adm_in_channels);
     if (!has_shape(eps, 4, (const int64_t[]){b, hp->out_channels, h, w}))
-        return set_error(err, errlen, "sd_unet_forward: eps must be [%lld, %d, %lld, %lld]", (long long)b,
+        return sd_error(err, errlen, "sd_unet_forward: eps must be [%lld, %d, %lld, %lld]", (long long)b,
                          hp->out_channels, (long long)h, (long long)w);
     return 0;
 }
@@ -390,14 +380,14 @@ int sd_unet_forward(sd_backend *be, const sd_unet *u, const sd_tensor *x, float 
 {
     if (check_forward_args(u, x, t, context, y, eps, err, errlen)) return -1;
     float *sinusoid = malloc(sizeof(float) * (size_t)u->hp.time_sinusoid_dim);
-    if (!sinusoid) return set_error(err, errlen, "sd_unet_forward: out of memory");
+    if (!sinusoid) return sd_error(err, errlen, "sd_unet_forward: out of memory");
     timestep_sinusoid(t, u->hp.time_sinusoid_dim, sinusoid);
     sd_tensor *emb_act = conditioning_embedding(be, u, sinusoid, y, x->shape[0]);
     free(sinusoid);
     unet_pass(be, u, x, emb_act, context, eps);
     sd_tensor_free(be, emb_act);
     const char *e = sd_backend_error(be);
-    if (e) return set_error(err, errlen, "%s", e);
+    if (e) return sd_error(err, errlen, "%s", e);
     return 0;
 }
 

@@ -9,27 +9,17 @@
 #include "sd/weights.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define VAE_PREFIX "first_stage_model."
 
-void vae_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int vae_backend_status(sd_backend *be, const char *what, char *err, size_t errlen)
 {
     const char *e = sd_backend_error(be);
     if (!e) return 0;
-    vae_error(err, errlen, "%s: %s", what, e);
+    sd_error(err, errlen, "%s: %s", what, e);
     return -1;
 }
 
@@ -114,19 +104,19 @@ static void bind_decoder(sd_binder *b, sd_vae *v)
 int sd_vae_bind(sd_vae **out, const st_file *f, const sdxl_vae_hparams *hp, char *err, size_t errlen)
 {
     if (!out || !f || !hp) {
-        vae_error(err, errlen, "sd_vae_bind: NULL argument");
+        sd_error(err, errlen, "sd_vae_bind: NULL argument");
         return -1;
     }
     *out = NULL;
     if (hp->num_levels < 1 || hp->num_levels > SDXL_MAX_LEVELS || hp->num_res_blocks < 1 ||
         hp->num_res_blocks + 1 > VAE_MAX_BLOCKS || hp->norm_groups < 1) {
-        vae_error(err, errlen, "VAE with %d levels of %d resnets and %d norm groups is not supported",
+        sd_error(err, errlen, "VAE with %d levels of %d resnets and %d norm groups is not supported",
                   hp->num_levels, hp->num_res_blocks, hp->norm_groups);
         return -1;
     }
     sd_vae *v = calloc(1, sizeof *v);
     if (!v) {
-        vae_error(err, errlen, "out of memory binding the VAE");
+        sd_error(err, errlen, "out of memory binding the VAE");
         return -1;
     }
     v->hp = *hp;
@@ -307,19 +297,19 @@ int vae_check_decode_args(const char *fn, const sd_backend *be, const sd_vae *v,
                           const sd_tensor *image, char *err, size_t errlen)
 {
     if (!be || !v || !z || !image) {
-        vae_error(err, errlen, "%s: NULL argument", fn);
+        sd_error(err, errlen, "%s: NULL argument", fn);
         return -1;
     }
     char zs[96], is[96];
     shape_text(z, zs, sizeof zs);
     shape_text(image, is, sizeof is);
     if (z->ndim != 4 || z->shape[0] < 1 || z->shape[1] != v->hp.z_channels || z->shape[2] < 1 || z->shape[3] < 1) {
-        vae_error(err, errlen, "%s: latents are %s, expected [batch, %d, h, w]", fn, zs, v->hp.z_channels);
+        sd_error(err, errlen, "%s: latents are %s, expected [batch, %d, h, w]", fn, zs, v->hp.z_channels);
         return -1;
     }
     int64_t s = v->scale;
     if (!is_4d(image, z->shape[0], v->hp.out_channels, z->shape[2] * s, z->shape[3] * s)) {
-        vae_error(err, errlen, "%s: image tensor is %s, expected [%lld, %d, %lld, %lld] for latents %s", fn, is,
+        sd_error(err, errlen, "%s: image tensor is %s, expected [%lld, %d, %lld, %lld] for latents %s", fn, is,
                   (long long)z->shape[0], v->hp.out_channels, (long long)(z->shape[2] * s),
                   (long long)(z->shape[3] * s), zs);
         return -1;
@@ -339,7 +329,7 @@ static int check_encode_args(const sd_backend *be, const sd_vae *v, const sd_ten
                              const sd_tensor *logvar, char *err, size_t errlen)
 {
     if (!be || !v || !image || !mean || !logvar) {
-        vae_error(err, errlen, "sd_vae_encode: NULL argument");
+        sd_error(err, errlen, "sd_vae_encode: NULL argument");
         return -1;
     }
     char is[96];
@@ -347,13 +337,13 @@ static int check_encode_args(const sd_backend *be, const sd_vae *v, const sd_ten
     int64_t s = v->scale;
     if (image->ndim != 4 || image->shape[0] < 1 || image->shape[1] != v->hp.in_channels || image->shape[2] < s ||
         image->shape[3] < s || image->shape[2] % s || image->shape[3] % s) {
-        vae_error(err, errlen, "sd_vae_encode: image is %s, expected [batch, %d, H, W] with H and W multiples of %lld",
+        sd_error(err, errlen, "sd_vae_encode: image is %s, expected [batch, %d, H, W] with H and W multiples of %lld",
                   is, v->hp.in_channels, (long long)s);
         return -1;
     }
     int64_t b = image->shape[0], h = image->shape[2] / s, w = image->shape[3] / s;
     if (!is_4d(mean, b, v->hp.z_channels, h, w) || !is_4d(logvar, b, v->hp.z_channels, h, w)) {
-        vae_error(err, errlen, "sd_vae_encode: mean and logvar must be [%lld, %d, %lld, %lld] for image %s",
+        sd_error(err, errlen, "sd_vae_encode: mean and logvar must be [%lld, %d, %lld, %lld] for image %s",
                   (long long)b, v->hp.z_channels, (long long)h, (long long)w, is);
         return -1;
     }

@@ -5,6 +5,7 @@
 #ifndef SDXL_SD_VAE_IMPL_H
 #define SDXL_SD_VAE_IMPL_H
 
+#include "sd/error.h"
 #include "sd/vae.h"
 
 #define VAE_GN_EPS 1e-6f            /* every VAE GroupNorm (diffusers Encoder/Decoder, resnet_eps) */
@@ -70,6 +71,5 @@ int vae_check_decode_args(const char *fn, const sd_backend *be, const sd_vae *v,
                           const sd_tensor *image, char *err, size_t errlen);
 /* 0 if the backend has no error, else -1 with "<what>: <backend error>" in err. */
 int vae_backend_status(sd_backend *be, const char *what, char *err, size_t errlen);
-void vae_error(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

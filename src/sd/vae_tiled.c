@@ -241,7 +241,7 @@ int sd_vae_decode_tiled(sd_backend *be, const sd_vae *v, const sd_tensor *z, sd_
 {
     if (vae_check_decode_args("sd_vae_decode_tiled", be, v, z, image, err, errlen)) return -1;
     if (tile_latent < 0) {
-        vae_error(err, errlen, "sd_vae_decode_tiled: tile size %d latent pixels is negative (0 means %d)",
+        sd_error(err, errlen, "sd_vae_decode_tiled: tile size %d latent pixels is negative (0 means %d)",
                   tile_latent, VAE_TILE_DEFAULT);
         return -1;
     }
@@ -253,7 +253,7 @@ int sd_vae_decode_tiled(sd_backend *be, const sd_vae *v, const sd_tensor *z, sd_
     if (tile_state_init(&t, v, z->shape[0]) || !out) {
         tile_state_free(&t);
         free(out);
-        vae_error(err, errlen, "sd_vae_decode_tiled: out of memory");
+        sd_error(err, errlen, "sd_vae_decode_tiled: out of memory");
         return -1;
     }
     vae_ctx low = {.be = be, .v = v, .norm = vae_norm_plain};
@@ -275,7 +275,7 @@ int sd_vae_decode_tiled(sd_backend *be, const sd_vae *v, const sd_tensor *z, sd_
     free(out);
     if (vae_backend_status(be, "VAE tiled decode", err, errlen)) return -1;
     if (oom) {
-        vae_error(err, errlen, "sd_vae_decode_tiled: out of memory");
+        sd_error(err, errlen, "sd_vae_decode_tiled: out of memory");
         return -1;
     }
     return 0;
