@@ -16,6 +16,7 @@
 
 #include "image/infotext.h"
 #include "image/utf8.h"
+#include "sd/unicode.h"
 #include "testutil.h"
 
 static cJSON *goldens;
@@ -548,7 +549,7 @@ static void test_isspace_is_python(void **state)
     }
     assert_int_equal(n, 29);
     for (uint32_t c = 0; c < 0x110000; c++)
-        if (utf8_py_isspace(c) != (c <= 0x3000 && want[c])) fail_msg("U+%04X", c);
+        if (uni_py_is_space(c) != (c <= 0x3000 && want[c])) fail_msg("U+%04X", c);
 }
 
 static void test_model_name_is_splitext_of_basename(void **state)

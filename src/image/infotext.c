@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "image/utf8.h"
+#include "sd/unicode.h"
 
 /* create_infotext's dict literal, in order; Version and User follow the
  * extra_generation_params. */
@@ -220,14 +221,14 @@ static void py_strip(sb *b)
     uint32_t cp;
     while (i < j) {
         size_t k = i;
-        if (utf8_next(b->p, j, &k, &cp) != 0 || !utf8_py_isspace(cp)) break;
+        if (utf8_next(b->p, j, &k, &cp) != 0 || !uni_py_is_space(cp)) break;
         i = k;
     }
     while (j > i) {
         size_t k = j - 1;
         while (k > i && ((unsigned char)b->p[k] & 0xC0) == 0x80) k--;
         size_t e = k;
-        if (utf8_next(b->p, j, &e, &cp) != 0 || e != j || !utf8_py_isspace(cp)) break;
+        if (utf8_next(b->p, j, &e, &cp) != 0 || e != j || !uni_py_is_space(cp)) break;
         j = k;
     }
     memmove(b->p, b->p + i, j - i);

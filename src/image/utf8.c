@@ -1,4 +1,4 @@
-/* Strict UTF-8 decoding/encoding and Python's whitespace class (utf8.h). */
+/* Strict UTF-8 decoding and the UTF-8 encoder (utf8.h). */
 #include "image/utf8.h"
 
 int utf8_next(const char *s, size_t len, size_t *i, uint32_t *cp)
@@ -44,19 +44,4 @@ size_t utf8_put(uint32_t cp, char out[4])
     out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
     out[3] = (char)(0x80 | (cp & 0x3F));
     return 4;
-}
-
-/* CPython's _PyUnicode_IsWhitespace: bidirectional types WS, B, S plus the
- * Zs category, i.e. exactly these code points. */
-bool utf8_py_isspace(uint32_t cp)
-{
-    switch (cp) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D:
-    case 0x1C: case 0x1D: case 0x1E: case 0x1F: case 0x20:
-    case 0x85: case 0xA0: case 0x1680:
-    case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
-        return true;
-    default:
-        return cp >= 0x2000 && cp <= 0x200A;
-    }
 }

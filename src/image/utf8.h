@@ -1,9 +1,10 @@
 /* Strict UTF-8 stepping for the image metadata writers: code points for
- * UTF-16 (EXIF), Latin-1 (PNG tEXt) and JSON escapes (infotext quoting). */
+ * UTF-16 (EXIF), Latin-1 (PNG tEXt) and JSON escapes (infotext quoting);
+ * and the project's one UTF-8 encoder (sd/unicode and the tokenizer use it;
+ * sd/unicode has the lenient decoder and Python's character classes). */
 #ifndef SDXL_IMAGE_UTF8_H
 #define SDXL_IMAGE_UTF8_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,8 +15,5 @@ int utf8_next(const char *s, size_t len, size_t *i, uint32_t *cp);
 
 /* Writes cp (<= U+10FFFF, not a surrogate) as UTF-8; returns 1..4. */
 size_t utf8_put(uint32_t cp, char out[4]);
-
-/* Python's str.isspace() for one code point (what str.strip() removes). */
-bool utf8_py_isspace(uint32_t cp);
 
 #endif

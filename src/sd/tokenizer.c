@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image/utf8.h"
 #include "sd/clip_bpe_data.h"
 #include "sd/unicode.h"
 
@@ -115,7 +116,7 @@ static void token_text(const sd_tokenizer *t, int32_t id, char *buf, size_t cap,
         token_text(t, sd_clip_merges[2 * r + 1], buf, cap, len);
         return;
     } else {
-        n = uni_encode_utf8(byte_symbol_codepoint(t->token_byte[id & 255]), tmp);
+        n = utf8_put(byte_symbol_codepoint(t->token_byte[id & 255]), tmp);
         if (id >= 256) {
             for (size_t i = 0; i < n; i++) {
                 if (*len + i < cap) buf[*len + i] = tmp[i];
@@ -275,7 +276,7 @@ static int bpe_codepoints(const sd_tokenizer *t, bpe_work *w, const uint32_t *cp
         w->bytes_cap = 4 * n;
     }
     size_t len = 0;
-    for (size_t i = 0; i < n; i++) len += uni_encode_utf8(cp[i], w->bytes + len);
+    for (size_t i = 0; i < n; i++) len += utf8_put(cp[i], w->bytes + len);
     return bpe_word(t, w, w->bytes, len, out);
 }
 

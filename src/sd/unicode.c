@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image/utf8.h"
 #include "sd/unicode_data.h"
 
 /* --- buffers ------------------------------------------------------------ */
@@ -97,33 +98,12 @@ int uni_decode_utf8(const char *str, size_t len, uni_str *out)
     return 0;
 }
 
-size_t uni_encode_utf8(uint32_t c, char out[4])
-{
-    if (c < 0x80) { out[0] = (char)c; return 1; }
-    if (c < 0x800) {
-        out[0] = (char)(0xC0 | (c >> 6));
-        out[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        out[0] = (char)(0xE0 | (c >> 12));
-        out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (c >> 18));
-    out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
-
 char *uni_to_utf8(const uint32_t *cp, size_t n, size_t *len)
 {
     if (n > (SIZE_MAX - 1) / 4) return NULL;
     char *buf = malloc(4 * n + 1), *p = buf;
     if (!buf) return NULL;
-    for (size_t i = 0; i < n; i++) p += uni_encode_utf8(cp[i], p);
+    for (size_t i = 0; i < n; i++) p += utf8_put(cp[i], p);
     *p = '\0';
     if (len) *len = (size_t)(p - buf);
     return buf;

@@ -30,9 +30,6 @@ int uni_str_append(uni_str *s, const uint32_t *cp, size_t n);    /* 0, or -1 out
  * that broke the sequence. NUL bytes are ordinary characters. */
 int uni_decode_utf8(const char *s, size_t len, uni_str *out);
 
-/* Writes the UTF-8 form of c (a valid scalar value) to out; returns 1..4. */
-size_t uni_encode_utf8(uint32_t c, char out[4]);
-
 /* Encodes n codepoints as a malloc'd NUL-terminated UTF-8 string (*len
  * excludes the NUL). NULL when out of memory. */
 char *uni_to_utf8(const uint32_t *cp, size_t n, size_t *len);
