@@ -58,6 +58,8 @@ struct sd_lora_stack {
     merged_tensor *merged;  /* sorted by tensor address */
     size_t n_merged;
     uint64_t generation;
+    float *scratch;         /* the fp32 tensor being rebuilt, reused during one apply */
+    size_t scratch_cap;     /* floats */
 };
 
 const char *sd_lora_status_name(sd_lora_status s)
@@ -293,9 +295,22 @@ static void narrow_parallel(sd_dtype dt, const float *src, size_t n, void *dst)
     }
 }
 
+/* The stack's fp32 scratch of at least n floats: reused from tensor to
+ * tensor, so that its pages are not faulted in and zeroed for each. */
+static float *scratch(sd_lora_stack *s, size_t n)
+{
+    if (n > s->scratch_cap) {
+        free(s->scratch);
+        s->scratch_cap = 0;
+        if (!(s->scratch = malloc(n * sizeof *s->scratch))) return NULL;
+        s->scratch_cap = n;
+    }
+    return s->scratch;
+}
+
 /* w = original + every contribution of items[0..n) (one tensor), narrowed
  * into m->buf (allocated when NULL). */
-static int rebuild(const plan_item *items, size_t n, merged_tensor *m)
+static int rebuild(sd_lora_stack *s, const plan_item *items, size_t n, merged_tensor *m)
 {
     const st_tensor *t = items[0].t;
     sd_weight orig;
@@ -305,7 +320,7 @@ static int rebuild(const plan_item *items, size_t n, merged_tensor *m)
     int64_t cols = t->ndim >= 2 ? t->numel / t->shape[0] : 1;
     bool dora = false;
     for (size_t i = 0; i < n; i++) dora |= items[i].c.mod->part[P_DORA].data != NULL;
-    float *w = malloc(numel * sizeof *w), *w0 = dora ? malloc(numel * sizeof *w0) : NULL;
+    float *w = scratch(s, numel), *w0 = dora ? malloc(numel * sizeof *w0) : NULL;
     m->dtype = t->dtype == SD_F32 || t->dtype == SD_BF16 ? t->dtype : SD_F16;
     if (!m->buf) m->buf = malloc(numel * sd_dtype_size(m->dtype));
     int rc = w && m->buf && (!dora || w0) ? 0 : -1;
@@ -321,7 +336,6 @@ static int rebuild(const plan_item *items, size_t n, merged_tensor *m)
         rc = lora_delta_add(c->mod, c->mult, c->bias, w0 ? w0 + at : NULL, w + at);
     }
     if (!rc) narrow_parallel(m->dtype, w, numel, m->buf);
-    free(w);
     free(w0);
     return rc;
 }
@@ -389,13 +403,16 @@ static int merge(sd_lora_stack *s, const plan_item *items, size_t n_items, merge
         if (prev) free(prev->sig);
         if (rc) continue; /* after a failure only the bookkeeping goes on */
         next[g].sig = malloc((j - i) * sizeof *next[g].sig);
-        rc = next[g].sig ? rebuild(items + i, j - i, &next[g]) : -1;
+        rc = next[g].sig ? rebuild(s, items + i, j - i, &next[g]) : -1;
         for (size_t k = i; k < j && !rc; k++) next[g].sig[k - i] = items[k].c;
         if (!rc) rc = publish(s, &next[g]);
         counts->rebuilt++;
     }
     while (oi < n_old) restore(s, &old[oi++], counts); /* tensors no LoRA touches any more */
     free(old);
+    free(s->scratch);
+    s->scratch = NULL;
+    s->scratch_cap = 0;
     s->merged = next;
     s->n_merged = groups;
     return rc;

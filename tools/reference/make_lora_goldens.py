@@ -50,6 +50,11 @@ tests/data/small/goldens_lora.{safetensors,json}:
    a "scale" tensor in one module overrides alpha/rank (A1111 network.py
    calc_scale). Stored as fp32 "lyco.<name>".
 
+Also writes fuzz/corpus/lora/ (the seeds of fuzz/fuzz_lora.c): the files
+above plus small odd ones (other spellings and dtypes, a diff_b alone, a
+module of only an alpha, shapes of another model, an SD 1.5 LoRA, a
+truncated file).
+
 Weights of the small checkpoint are fp16, so the fp32 goldens are exact sums
 over the stored values; the C test merges onto an fp32 copy of the
 checkpoint to compare to 1e-5, and onto the fp16 file to compare rounding.
@@ -71,6 +76,7 @@ import sgm_layout
 from make_pipeline_goldens import NEGATIVE, PROMPT, Store, generate
 
 LORA_DIR = os.path.join(harness.SMALL_DIR, "loras")
+FUZZ_DIR = os.path.join(harness.REPO, "fuzz", "corpus", "lora")
 OUT_ST = os.path.join(harness.SMALL_DIR, "goldens_lora.safetensors")
 OUT_JSON = os.path.join(harness.SMALL_DIR, "goldens_lora.json")
 
@@ -491,6 +497,43 @@ def check_against(expected, got, ck, what):
     return worst
 
 
+def write_fuzz_seeds(paths, L):
+    """The LoRA files plus odd small ones, as fuzz seeds."""
+    os.makedirs(FUZZ_DIR, exist_ok=True)
+    for name, path in paths.items():
+        with open(path, "rb") as src, open(os.path.join(FUZZ_DIR, name + ".safetensors"), "wb") as dst:
+            dst.write(src.read())
+    rnd = Rand(909)
+    q = L["te2"]["encoder.layers.0.self_attn.q_proj"]
+    attn = L["unet"]["down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"]
+    seeds = {
+        "processor_names": {
+            "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.processor.to_out_lora.down.weight":
+                rnd.normal(1, 24), "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.processor."
+                "to_out_lora.up.weight": rnd.normal(24, 1),
+            "text_encoder_2.text_model.encoder.layers.1.self_attn.to_v_lora.down.weight": rnd.normal(1, 32),
+            "text_encoder_2.text_model.encoder.layers.1.self_attn.to_v_lora.up.weight": rnd.normal(32, 1)},
+        "bf16_scale_fp8": {
+            q.kohya() + ".lora_down.weight": rnd.normal(2, 32, dtype=torch.bfloat16),
+            q.kohya() + ".lora_up.weight": rnd.normal(32, 2).to(torch.float8_e4m3fn),
+            q.kohya() + ".scale": torch.tensor(0.5, dtype=torch.bfloat16)},
+        "diff_b_only": {L["unet"]["up_blocks.0.attentions.0.proj_in"].kohya() + ".diff_b": rnd.normal(48)},
+        "alpha_only": {attn.kohya() + ".alpha": torch.tensor(1.0)},
+        "other_model_shapes": {attn.kohya() + ".lora_down.weight": rnd.normal(2, 40),
+                               attn.kohya() + ".lora_up.weight": rnd.normal(24, 2)},
+        "sd15": {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": rnd.normal(2, 320, 1, 1),
+                 "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": rnd.normal(320, 2, 1, 1),
+                 "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": rnd.normal(2, 768),
+                 "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": rnd.normal(3072, 2)},
+    }
+    for name, tensors in seeds.items():
+        save_torch(tensors, os.path.join(FUZZ_DIR, name + ".safetensors"))
+    with open(paths["lokr"], "rb") as src:
+        data = src.read()
+    with open(os.path.join(FUZZ_DIR, "truncated.safetensors"), "wb") as dst:
+        dst.write(data[:len(data) * 2 // 3])
+
+
 def main():
     torch.set_num_threads(1)
     ck = load_file(harness.SMALL_CKPT)
@@ -502,6 +545,7 @@ def main():
               "dora": make_dora}
     files = {name: make(ck, layers) for name, make in makers.items()}
     paths = {name: f.save() for name, f in files.items()}
+    write_fuzz_seeds(paths, layers)
 
     tensors, store = {}, Store()
     # 1. the diffusers stack
