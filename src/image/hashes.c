@@ -21,7 +21,6 @@
 #include "models/sha256.h"
 #include "runpod/log.h"
 
-#define READ_BLOCK (4u << 20)
 #define HEADER_MAX (100u << 20) /* a safetensors JSON header larger than this is refused */
 
 typedef enum { KIND_SHA256 = 0, KIND_ADDNET = 1 } hash_kind;
@@ -224,33 +223,20 @@ void hash_cache_free(hash_cache *c)
 
 /* ---- hashing ----------------------------------------------------------- */
 
-/* SHA-256 of fd's bytes [off, end), as hex. 0, or -1 with errno. */
+/* SHA-256 of fd's bytes [off, end), as hex (counted in bytes_hashed).
+ * 0, or -1 with errno (EIO when the file shrank). */
 static int sha256_range(hash_cache *c, int fd, uint64_t off, uint64_t end, char hex[65])
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char *buf = malloc(READ_BLOCK), md[32];
+    unsigned char md[32];
     int rc = -1;
-    if (!ctx || !buf || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) { errno = ENOMEM; goto out; }
-    posix_fadvise(fd, (off_t)off, 0, POSIX_FADV_SEQUENTIAL);
-    while (off < end) {
-        size_t want = end - off < READ_BLOCK ? (size_t)(end - off) : READ_BLOCK;
-        ssize_t got = pread(fd, buf, want, (off_t)off);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) {
-            if (got == 0) errno = EIO; /* the file shrank */
-            goto out;
-        }
-        EVP_DigestUpdate(ctx, buf, (size_t)got);
-        atomic_fetch_add(&c->bytes_hashed, (uint64_t)got);
-        off += (uint64_t)got;
-    }
-    if (EVP_DigestFinal_ex(ctx, md, NULL) == 1) {
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) errno = ENOMEM;
+    else if (sha256_update_from_fd(ctx, fd, off, end) == 0 && EVP_DigestFinal_ex(ctx, md, NULL) == 1) {
+        atomic_fetch_add(&c->bytes_hashed, end - off);
         sha256_hex(md, hex);
         rc = 0;
     }
-out:
     EVP_MD_CTX_free(ctx);
-    free(buf);
     return rc;
 }
 

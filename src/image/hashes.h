@@ -49,7 +49,7 @@ int hash_autov3(hash_cache *c, const char *path, char out[HASH_AUTOV3_MAX], char
  * every file it fetches) for the file as it is now on disk. 0 or -1. */
 int hash_cache_put_sha256(hash_cache *c, const char *path, const char *hex);
 
-/* Bytes read for hashing since the cache was created (tests, logs). */
+/* Bytes of files hashed since the cache was created (tests, logs). */
 uint64_t hash_cache_bytes_hashed(const hash_cache *c);
 
 #endif

@@ -227,7 +227,7 @@ static int part_open(part_file *pf, const dl_request *rq, const dl_opts *o, char
                 bad ? bad : "longer than the expected size");
         if (part_reset(pf) != 0) goto io_error;
     }
-    if (sha256_update_from_fd(pf->sha, pf->fd, pf->have) == 0) return 0;
+    if (sha256_update_from_fd(pf->sha, pf->fd, 0, pf->have) == 0) return 0;
 io_error:
     snprintf(err, errlen, "%s: cannot read %s: %s", rq->label, rq->part_path, strerror(errno));
     return -1;
