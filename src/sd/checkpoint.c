@@ -345,6 +345,14 @@ static int count_numbered(ctx *c, const char *fmt)
 
 /* ---- text encoders ------------------------------------------------------------- */
 
+/* heads = width / head_width; the width must be a multiple of it. */
+static void set_heads(ctx *c, sdxl_te_hparams *te, const char *model)
+{
+    if (te->width % te->head_width)
+        fail(c, "%s width %d is not a multiple of the head width %d", model, te->width, te->head_width);
+    te->heads = te->width / te->head_width;
+}
+
 static void read_te1(ctx *c, sdxl_te_hparams *te)
 {
     c->prefix = TE1;
@@ -357,8 +365,7 @@ static void read_te1(ctx *c, sdxl_te_hparams *te)
                             .layers = count_numbered(c, "encoder.layers.%d.self_attn.q_proj.weight"),
                             .head_width = meta_int(c, "sdxl.te1.head_width", 64)};
     int w = te->width, inner = te->intermediate;
-    if (w % te->head_width) fail(c, "CLIP-L width %d is not a multiple of the head width %d", w, te->head_width);
-    te->heads = w / te->head_width;
+    set_heads(c, te, "CLIP-L");
     mat(c, te->positions, w, "embeddings.position_embedding.weight");
     for (int i = 0; i < te->layers; i++) {
         char p[256], q[256];
@@ -388,8 +395,7 @@ static void read_te2(ctx *c, sdxl_te_hparams *te)
                             .layers = count_numbered(c, "transformer.resblocks.%d.attn.in_proj_weight"),
                             .head_width = meta_int(c, "sdxl.te2.head_width", 64)};
     int w = te->width, inner = te->intermediate;
-    if (w % te->head_width) fail(c, "OpenCLIP-bigG width %d is not a multiple of the head width %d", w, te->head_width);
-    te->heads = w / te->head_width;
+    set_heads(c, te, "OpenCLIP-bigG");
     mat(c, te->positions, w, "positional_embedding");
     for (int i = 0; i < te->layers; i++) {
         char p[256], q[256];
