@@ -664,6 +664,11 @@ static void test_partial_match_is_listed(void **state)
     }
     sd_lora_report_free(&r);
     expect_plain(s, &ok, 1, 1.0f, 1.0f);
+    sp.name = NULL; /* the same file, now named by its stem: reused, reported under the new name */
+    apply_ok(s, &sp, 1, &r);
+    assert_string_equal(r.loras[0].name, "partial");
+    assert_int_equal(r.tensors_rebuilt, 0);
+    sd_lora_report_free(&r);
     sd_lora_stack_free(s);
     free(path);
 }

@@ -62,7 +62,7 @@ typedef struct {
     float te_multiplier, unet_multiplier;
     size_t modules;         /* modules in the file (a layer's tensors count once) */
     size_t modules_matched; /* modules that landed on a layer of the checkpoint */
-    size_t tensors;         /* checkpoint tensors it changes */
+    size_t tensors;         /* checkpoint tensors its matched modules land on */
     char **unmatched;       /* module names or keys that landed nowhere (listed, never applied) */
     size_t n_unmatched;
 } sd_lora_info;
@@ -79,6 +79,8 @@ typedef struct {
 
 void sd_lora_report_free(sd_lora_report *r); /* zeroes it; a zeroed report is fine */
 
+/* A stack is used by one thread at a time, never while networks bound over
+ * its checkpoint are running (the engine applies a set between jobs). */
 typedef struct sd_lora_stack sd_lora_stack;
 
 /* A stack over an opened SDXL checkpoint (hparams from sdxl_read_hparams),

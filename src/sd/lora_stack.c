@@ -165,6 +165,13 @@ static void log_loaded(const lora_file *lf)
             lf->n_unmatched > 5 ? ", ..." : "");
 }
 
+/* A reused file reports under the name it is given now. */
+static void rename_lora(lora_file *lf, const char *name)
+{
+    char *copy = strcmp(lf->name, name) ? strdup(name) : NULL;
+    if (copy) free(lf->name), lf->name = copy;
+}
+
 /* The new active set: files of the current set are reused (same path, size
  * and modification time), others loaded; a path given twice is one LoRA
  * with the multipliers summed. On failure nothing of the stack changes. */
@@ -185,7 +192,11 @@ static sd_lora_status resolve(sd_lora_stack *s, const sd_lora_spec *specs, size_
             char *stem = specs[i].name ? NULL : file_stem(specs[i].path);
             const char *name = specs[i].name ? specs[i].name : stem;
             if (!name) st = SD_LORA_ENOMEM;
-            else if (c < s->n_set) reused[c] = true, set[k++].lf = s->set[c].lf;
+            else if (c < s->n_set) {
+                reused[c] = true;
+                set[k++].lf = s->set[c].lf;
+                rename_lora(s->set[c].lf, name);
+            }
             else if (!(st = lora_file_load(specs[i].path, name, s->names, &set[k].lf, err, errlen)))
                 log_loaded(set[k++].lf);
             free(stem);
