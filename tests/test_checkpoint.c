@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <cjson/cJSON.h>
 
+#include "json_assert.h"
 #include "sd/checkpoint.h"
 #include "sdxl_synth.h"
 #include "st_writer.h"
@@ -131,13 +132,6 @@ static void test_prediction_markers(void **state)
 
 /* tests/data/small, written by tools/reference/make_small_model.py through
  * diffusers, must read back as config.json describes it. */
-static int json_int(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v)) fail_msg("config.json lacks %s", key);
-    return v->valueint;
-}
-
 static int json_at(const cJSON *o, const char *key, int i)
 {
     const cJSON *v = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, key), i);

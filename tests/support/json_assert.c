@@ -1,4 +1,9 @@
 /* JSON comparison helpers for tests (see json_assert.h). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
 #include "json_assert.h"
 
 #include <stdio.h>
@@ -26,3 +31,26 @@ bool ja_text_equal(const char *got, const char *want)
     cJSON_Delete(g);
     return ok;
 }
+
+const char *json_str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsString(v)) fail_msg("JSON member %s is missing or not a string", key);
+    return v->valuestring;
+}
+
+const char *json_str_or_null(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return NULL;
+    return json_str(o, key);
+}
+
+double json_num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v)) fail_msg("JSON member %s is missing or not a number", key);
+    return v->valuedouble;
+}
+
+int json_int(const cJSON *o, const char *key) { return (int)json_num(o, key); }

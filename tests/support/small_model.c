@@ -67,29 +67,6 @@ sd_batch_seeding golden_seeding(const cJSON *c)
     return strcmp(json_str(c, "seeding"), "per-image") ? SD_BATCH_ONE_GENERATOR : SD_BATCH_SEED_PER_IMAGE;
 }
 
-const char *json_str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    if (!cJSON_IsString(v)) fail_msg("JSON member %s is not a string", key);
-    return v->valuestring;
-}
-
-const char *json_str_or_null(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    if (!v || cJSON_IsNull(v)) return NULL;
-    return json_str(o, key);
-}
-
-double json_num(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    if (!cJSON_IsNumber(v)) fail_msg("JSON member %s is not a number", key);
-    return v->valuedouble;
-}
-
-int json_int(const cJSON *o, const char *key) { return (int)json_num(o, key); }
-
 int u8_max_abs_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t *n_diff)
 {
     int worst = 0;

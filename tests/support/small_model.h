@@ -1,7 +1,7 @@
 /* The small generated SDXL model with one of its golden sets, as the engine
  * tests (txt2img, img2img, sampler pipeline) load and compare them: engine,
- * tests/data/small/<stem>.{safetensors,json}, typed JSON getters that fail
- * the test on a wrong type, golden job settings and uint8 image differences. */
+ * tests/data/small/<stem>.{safetensors,json}, golden job settings and uint8
+ * image differences. */
 #ifndef SDXL_SMALL_MODEL_H
 #define SDXL_SMALL_MODEL_H
 
@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 
+#include "json_assert.h"
 #include "sd/engine.h"
 
 #define SMALL "tests/data/small/"
@@ -36,12 +37,6 @@ void small_model_txt2img_ok(const small_model *m, const sd_txt2img_params *p, sd
 void golden_prompt_settings(const cJSON *o, sd_txt2img_params *p);
 /* A case's "seeding": "per-image" (A1111's seeds) or one generator. */
 sd_batch_seeding golden_seeding(const cJSON *c);
-
-/* JSON member getters that fail the test when the member has another type. */
-const char *json_str(const cJSON *o, const char *key);
-const char *json_str_or_null(const cJSON *o, const char *key);
-double json_num(const cJSON *o, const char *key);
-int json_int(const cJSON *o, const char *key);
 
 /* Largest per-byte |a - b|; counts the differing bytes into *n_diff unless NULL. */
 int u8_max_abs_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t *n_diff);
