@@ -781,6 +781,12 @@ static void test_malformed_inputs_are_refused(void **state)
                              "lora_unet_conv_in.hada_w1_a", 2, 12, 1, 0, 0, NULL);
     expect_refused(s, mixed, SD_LORA_EFILE, "mixes tensors", &active);
 
+    /* DoRA on a layer without input columns (a norm's 1-D weight) */
+    char *dora_norm = zeros_lora("dora_norm.safetensors", NULL, "lora_unet_input_blocks_4_1_norm.lora_down.weight", 2, 1,
+                                 1, 0, 0, "lora_unet_input_blocks_4_1_norm.lora_up.weight", 2, 24, 1, 0, 0,
+                                 "lora_unet_input_blocks_4_1_norm.dora_scale", 1, 24, 0, 0, 0, NULL);
+    expect_refused(s, dora_norm, SD_LORA_EMISMATCH, "dora_scale", &active);
+
     /* ... and the stack still works */
     sd_lora_spec next[2] = {good, spec(LORAS "loha.safetensors", 0.5f)};
     apply_ok(s, next, 2, NULL);
@@ -800,6 +806,7 @@ static void test_malformed_inputs_are_refused(void **state)
     free(html);
     free(meta);
     free(mixed);
+    free(dora_norm);
 }
 
 /* ---- binding ----------------------------------------------------------------------------------- */

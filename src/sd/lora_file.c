@@ -421,7 +421,7 @@ static bool fits(const lora_module *m, const delta_shape *s, const lora_target *
     if (HAS(m, P_DORA)) {
         const sd_weight *ds = &m->part[P_DORA];
         int64_t n = sd_weight_numel(ds), in = t->weight->ndim >= 2 ? t->weight->shape[1] : 0;
-        if (!((ds->shape[0] == t->rows && n == t->rows) || n == in)) {
+        if (in < 1 || !((ds->ndim >= 1 && ds->shape[0] == t->rows && n == t->rows) || n == in)) {
             snprintf(why, len, "%.200s has a dora_scale of %lld values for %lld rows of %lld inputs", m->name,
                      (long long)n, (long long)t->rows, (long long)in);
             return false;
@@ -450,7 +450,8 @@ static sd_lora_status check_module(parse_ctx *c, lora_file *lf, lora_module *m, 
     if (!t) return list_unmatched(lf, m->name) ? fail(c, SD_LORA_ENOMEM, "out of memory") : SD_LORA_OK;
     if (!fits(m, &s, t, why, len)) return SD_LORA_EMISMATCH;
     m->target = t;
-    m->dora_on_out = HAS(m, P_DORA) && m->part[P_DORA].shape[0] == t->rows && sd_weight_numel(&m->part[P_DORA]) == t->rows;
+    m->dora_on_out = HAS(m, P_DORA) && m->part[P_DORA].ndim >= 1 && m->part[P_DORA].shape[0] == t->rows &&
+                     sd_weight_numel(&m->part[P_DORA]) == t->rows;
     lf->matched++;
     lf->kinds |= 1u << m->kind;
     lf->peft |= strncmp(m->name, "unet.", 5) == 0 || strncmp(m->name, "text_encoder", 12) == 0;

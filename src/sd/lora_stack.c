@@ -49,7 +49,6 @@ typedef struct {
 
 struct sd_lora_stack {
     const st_file *ckpt;
-    sdxl_hparams hp;
     lora_names *names;
     sd_overlay *overlay;
     bool release_pages;     /* the checkpoint is a file mapping */
@@ -91,7 +90,6 @@ sd_lora_stack *sd_lora_stack_new(const st_file *ckpt, const sdxl_hparams *hp, ch
     sd_lora_stack *s = calloc(1, sizeof *s);
     if (s) {
         s->ckpt = ckpt;
-        s->hp = *hp;
         s->names = lora_names_build(ckpt, hp);
         s->overlay = sd_overlay_new();
         size_t len;
