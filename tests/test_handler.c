@@ -159,8 +159,8 @@ static int teardown(void **state)
     return 0;
 }
 
-/* A small valid job: 256² (the schema's minimum), 4 steps, no LoRA. */
-#define VALID "\"prompt\":\"a lighthouse at dawn\",\"width\":256,\"height\":256,\"steps\":4,\"loras\":[]"
+/* A small valid job: 256² (the schema's minimum), 2 steps, no LoRA. */
+#define VALID "\"prompt\":\"a lighthouse at dawn\",\"width\":256,\"height\":256,\"steps\":2,\"loras\":[]"
 
 static void assert_serves_a_valid_job(void)
 {
@@ -315,7 +315,7 @@ static void bad_inputs_built_in_code(void **state)
 static void valid_job_result_shape_and_infotext(void **state)
 {
     progress_log log = {0};
-    cJSON *r = run("{" VALID ",\"seed\":42,\"negative_prompt\":\"blurry\",\"cfg_scale\":6,"
+    cJSON *r = run("{" VALID ",\"steps\":4,\"seed\":42,\"negative_prompt\":\"blurry\",\"cfg_scale\":6,"
                    "\"sampler\":\"Euler a\"}", &log);
     assert_null(cJSON_GetObjectItem(r, "error"));
     const cJSON *images = cJSON_GetObjectItem(r, "images"), *first = cJSON_GetArrayItem(images, 0);
@@ -464,7 +464,7 @@ static void img2img_job(void **state)
     char *b64 = b64_encode(bytes, len, NULL);
     free(bytes);
     char *input = NULL;
-    assert_true(asprintf(&input, "{" VALID ",\"seed\":3,\"image\":\"data:image/png;base64,%s\",\"strength\":0.5}",
+    assert_true(asprintf(&input, "{" VALID ",\"steps\":4,\"seed\":3,\"image\":\"data:image/png;base64,%s\",\"strength\":0.5}",
                          b64) > 0);
     free(b64);
     progress_log log = {0};
