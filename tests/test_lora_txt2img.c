@@ -39,6 +39,8 @@ static struct {
     st_file *ckpt, *goldens;
     sdxl_hparams hp;
     sd_lora_stack *stack;
+    sd_lora_spec specs[3];
+    size_t n_specs;
     cJSON *doc;
 } g;
 
@@ -79,14 +81,13 @@ static int setup(void **state)
     g.doc = text ? cJSON_Parse(text) : NULL;
     free(text);
     if (!g.doc) return -1;
-    sd_lora_spec specs[3];
-    size_t n = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(g.doc, "stack")) {
         float mult = (float)cJSON_GetObjectItem(e, "multiplier")->valuedouble;
-        specs[n++] = (sd_lora_spec){cJSON_GetObjectItem(e, "file")->valuestring, NULL, mult, mult};
+        if (g.n_specs < 3)
+            g.specs[g.n_specs++] = (sd_lora_spec){cJSON_GetObjectItem(e, "file")->valuestring, NULL, mult, mult};
     }
-    if (n != 3 || sd_lora_stack_apply(g.stack, specs, n, NULL, err, sizeof err)) {
+    if (g.n_specs != 3 || sd_lora_stack_apply(g.stack, g.specs, g.n_specs, NULL, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
@@ -115,14 +116,10 @@ static const char *json_str(const cJSON *o, const char *key)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static void test_images_match_diffusers(void **state)
+/* Runs every golden job on the engine; returns the worst |diff| seen. */
+static int run_golden_jobs(sd_engine *e)
 {
-    (void)state;
     char err[1024] = "";
-    sd_engine_options opts = {.cpu.threads = 1};
-    sd_engine *e;
-    if (sd_engine_load(g.merged_path, &opts, &e, err, sizeof err)) fprintf(stderr, "%s\n", err);
-    assert_non_null(e);
     const cJSON *c;
     int worst = 0, cases = 0;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(g.doc, "images")) {
@@ -159,7 +156,38 @@ static void test_images_match_diffusers(void **state)
         cases++;
     }
     assert_int_equal(cases, 2);
-    assert_true(worst <= MAX_DIFF);
+    return worst;
+}
+
+/* Through the engine's own LoRA API on the plain small checkpoint, and again
+ * after switching to no LoRAs and back. */
+static void test_images_match_diffusers(void **state)
+{
+    (void)state;
+    char err[1024] = "";
+    sd_engine_options opts = {.cpu.threads = 1};
+    sd_engine *e;
+    if (sd_engine_load(SMALL "sdxl_small.safetensors", &opts, &e, err, sizeof err)) fprintf(stderr, "%s\n", err);
+    assert_non_null(e);
+    assert_int_equal(sd_engine_set_loras(e, g.specs, g.n_specs, NULL, err, sizeof err), SD_LORA_OK);
+    assert_true(run_golden_jobs(e) <= MAX_DIFF);
+    assert_int_equal(sd_engine_set_loras(e, NULL, 0, NULL, err, sizeof err), SD_LORA_OK);
+    assert_int_equal(sd_engine_set_loras(e, g.specs, g.n_specs, NULL, err, sizeof err), SD_LORA_OK);
+    assert_true(run_golden_jobs(e) <= MAX_DIFF);
+    sd_engine_free(e);
+}
+
+/* The merged-file glue: a checkpoint file with the merged weights gives the
+ * same images, so the overlay and a fused file agree. */
+static void test_merged_file_matches_diffusers(void **state)
+{
+    (void)state;
+    char err[1024] = "";
+    sd_engine_options opts = {.cpu.threads = 1};
+    sd_engine *e;
+    if (sd_engine_load(g.merged_path, &opts, &e, err, sizeof err)) fprintf(stderr, "%s\n", err);
+    assert_non_null(e);
+    assert_true(run_golden_jobs(e) <= MAX_DIFF);
     sd_engine_free(e);
 }
 
@@ -270,6 +298,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_images_match_diffusers),
+        cmocka_unit_test(test_merged_file_matches_diffusers),
         cmocka_unit_test(test_rebinding_equals_the_merged_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -32,6 +32,7 @@ struct sd_engine {
     sd_unet *unet;
     sd_vae *vae;
     sd_backend *be;
+    sd_lora_stack *loras; /* created on the first sd_engine_set_loras */
 };
 
 const char *sd_status_name(sd_status s)
@@ -114,6 +115,7 @@ void sd_engine_free(sd_engine *e)
     sd_vae_free(e->vae);
     sd_unet_free(e->unet);
     if (e->te_bound) sd_text_encoders_release(&e->te);
+    sd_lora_stack_free(e->loras);
     st_close(e->file);
     free(e->path);
     free(e);
@@ -128,6 +130,29 @@ const char *sd_engine_model_path(const sd_engine *e) { return e->path; }
 int sd_engine_size_multiple(const sd_engine *e)
 {
     return 1 << (e->hp.vae.num_levels - 1);
+}
+
+/* ---- LoRAs ------------------------------------------------------------------ */
+
+/* The networks read their weights through the stack's overlay when they are
+ * bound, so a changed set means binding them again (name lookups only). */
+static int rebind_networks(sd_engine *e, char *err, size_t errlen)
+{
+    sd_unet_free(e->unet);
+    e->unet = NULL;
+    if (e->te_bound) sd_text_encoders_release(&e->te);
+    e->te_bound = sd_text_encoders_bind(&e->te, e->file, &e->hp, err, errlen) == 0;
+    return e->te_bound ? sd_unet_bind(&e->unet, e->file, &e->hp.unet, err, errlen) : -1;
+}
+
+sd_lora_status sd_engine_set_loras(sd_engine *e, const sd_lora_spec *specs, size_t n, sd_lora_report *report,
+                                   char *err, size_t errlen)
+{
+    if (!e->loras && !(e->loras = sd_lora_stack_new(e->file, &e->hp, err, errlen))) return SD_LORA_ENOMEM;
+    uint64_t before = sd_lora_stack_generation(e->loras);
+    sd_lora_status st = sd_lora_stack_apply(e->loras, specs, n, report, err, errlen);
+    if (sd_lora_stack_generation(e->loras) != before && rebind_networks(e, err, errlen)) return SD_LORA_ENOMEM;
+    return st;
 }
 
 /* ---- parameters -------------------------------------------------------------- */
@@ -147,6 +172,8 @@ void sd_txt2img_params_default(sd_txt2img_params *p)
 static sd_status check_params(const sd_engine *e, const sd_txt2img_params *p, char *err, size_t errlen)
 {
     int m = sd_engine_size_multiple(e), max_skip = sd_clip_skip_max(&e->te);
+    if (!e->unet || !e->te_bound)
+        return fail(SD_EMODEL, err, errlen, "the model's networks are not bound (a LoRA change ran out of memory)");
     if (!p->prompt) return fail(SD_EINVALID, err, errlen, "prompt is required");
     if (p->width < m || p->height < m || p->width > SD_MAX_SIDE || p->height > SD_MAX_SIDE ||
         p->width % m || p->height % m)

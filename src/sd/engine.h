@@ -51,6 +51,7 @@
 
 #include "sd/backend.h"
 #include "sd/checkpoint.h"
+#include "sd/lora.h"
 #include "sd/rng.h"
 #include "sd/sampler.h"
 
@@ -84,6 +85,13 @@ const char *sd_engine_model_path(const sd_engine *e);
 /* Pixel sizes must be multiples of this: 8 (the VAE) x 2^(UNet levels - 1);
  * 32 for SDXL. */
 int sd_engine_size_multiple(const sd_engine *e);
+
+/* Makes `specs` the active LoRA set (docs/loras.md): merged into the
+ * weights from the pristine checkpoint, only the tensors that change are
+ * rebuilt, and an unchanged set costs nothing. On SD_LORA_EFILE or
+ * SD_LORA_EMISMATCH the previous set stays active. report may be NULL. */
+sd_lora_status sd_engine_set_loras(sd_engine *e, const sd_lora_spec *specs, size_t n, sd_lora_report *report,
+                                   char *err, size_t errlen);
 
 /* Called after each sampling step with step = 1..total (total = steps; a
  * sampler with two model calls per step reports after the step's last call).
