@@ -26,6 +26,7 @@ scripts=(
   make_pipeline_goldens.py
   make_sampler_pipeline_goldens.py
   make_img2img_goldens.py
+  make_lora_goldens.py
   make_image_goldens.py
   make_hash_goldens.py
 )
@@ -36,7 +37,7 @@ for s in "${scripts[@]}"; do
 done
 
 cd "$repo"
-outputs=(tests/data fuzz/corpus/image_decode src/sd/clip_bpe_data.c src/sd/clip_bpe_data.h
+outputs=(tests/data fuzz/corpus/image_decode fuzz/corpus/lora src/sd/clip_bpe_data.c src/sd/clip_bpe_data.h
          src/sd/unicode_data.c src/sd/unicode_data.h)
 git ls-files -z -- "${outputs[@]}" | xargs -0 sha256sum
 if [ "${1:-}" = "--check" ]; then
