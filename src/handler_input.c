@@ -20,6 +20,7 @@
 #include "image/utf8.h"
 #include "runpod/log.h"
 #include "runpod/validate.h"
+#include "sd/engine.h" /* SD_IMG2IMG_STRENGTH_DEFAULT */
 #include "sd/prompt.h"
 
 #define MAX_EXACT_SEED 9007199254740991.0 /* 2^53 - 1: exact as a JSON number */
@@ -253,7 +254,7 @@ static int resolve_image(sdxl_job *j, sdxl_error *err)
     free(bytes);
     if (rc) return fail(err, SDXL_INVALID_INPUT, "image: %s", why);
     j->has_image = true;
-    j->strength = num_or(j, "strength", 0.75);
+    j->strength = num_or(j, "strength", SD_IMG2IMG_STRENGTH_DEFAULT);
     return 0;
 }
 

@@ -640,6 +640,27 @@ static void limits_from_environment(void **state)
     unsetenv("SDXL_MAX_PIXELS");
 }
 
+static void img2img_strength_default(void **state)
+{
+    size_t len;
+    char *bytes = tu_read_file("fuzz/corpus/image_decode/png_rgb.bin", &len);
+    char *b64 = b64_encode(bytes, len, NULL), *text = NULL;
+    free(bytes);
+    assert_true(asprintf(&text, "{\"prompt\":\"x\",\"image\":\"%s\"}", b64) > 0);
+    free(b64);
+    cJSON *in = cJSON_Parse(text);
+    free(text);
+    sdxl_job_limits lim = lora_limits(0);
+    sdxl_job j;
+    sdxl_error err;
+    assert_int_equal(sdxl_job_parse(in, &lim, &j, &err), 0);
+    assert_true(j.has_image && j.strength == 0.3); /* diffusers' and the original worker's default */
+    assert_int_equal(j.image.width, 48);
+    assert_int_equal(j.image.height, 32);
+    sdxl_job_free(&j);
+    cJSON_Delete(in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -656,6 +677,7 @@ int main(void)
         cmocka_unit_test(size_warning_points_to_urls),
         cmocka_unit_test(lora_requests_resolve),
         cmocka_unit_test(limits_from_environment),
+        cmocka_unit_test(img2img_strength_default),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
