@@ -157,6 +157,43 @@ static sd_status generate(sdxl_worker *w, const sdxl_job *j, rp_job *job, sd_ima
     return sd_img2img(w->engine, &p, out, why, n);
 }
 
+static sdxl_code code_of_lora_status(sd_lora_status st)
+{
+    switch (st) {
+    case SD_LORA_EMISMATCH: return SDXL_LORA_MISMATCH;
+    case SD_LORA_EFILE: return SDXL_MODEL_UNAVAILABLE;
+    case SD_LORA_ENOMEM: return SDXL_OUT_OF_MEMORY;
+    default: return SDXL_INTERNAL;
+    }
+}
+
+/* Makes the job's LoRAs the engine's active set (an unchanged set costs
+ * nothing; [] restores the checkpoint) and records, per job LoRA, how many
+ * checkpoint tensors it landed on. */
+static int apply_loras(sdxl_worker *w, const sdxl_job *j, int *tensors_applied, sdxl_error *err)
+{
+    sd_lora_spec *specs = calloc(j->n_loras + 1, sizeof *specs);
+    if (!specs) return fail(err, SDXL_OUT_OF_MEMORY, "", "out of memory for the LoRA set");
+    for (size_t i = 0; i < j->n_loras; i++) {
+        const sdxl_lora_slot *slot = &w->stack[j->loras[i].slot];
+        specs[i] = (sd_lora_spec){.path = slot->path, .name = slot->name,
+                                  .te_multiplier = (float)j->loras[i].scale,
+                                  .unet_multiplier = (float)j->loras[i].unet_scale};
+    }
+    sd_lora_report report = {0};
+    char why[SDXL_ERROR_MAX] = "";
+    sd_lora_status st = sd_engine_set_loras(w->engine, specs, j->n_loras, &report, why, sizeof why);
+    free(specs);
+    for (size_t i = 0; st == SD_LORA_OK && i < j->n_loras; i++) {
+        const char *path = w->stack[j->loras[i].slot].path;
+        for (size_t k = 0; k < report.n; k++)
+            if (report.loras[k].path && !strcmp(report.loras[k].path, path))
+                tensors_applied[i] = (int)report.loras[k].tensors;
+    }
+    sd_lora_report_free(&report);
+    return st == SD_LORA_OK ? 0 : fail(err, code_of_lora_status(st), "", why);
+}
+
 static void log_done(const sdxl_job *j, const char *job_id, const sd_image_out *out)
 {
     rp_log(RP_LOG_INFO, job_id,
@@ -171,11 +208,11 @@ static cJSON *run_job(sdxl_worker *w, rp_job *job, double t_start, sdxl_error *e
     if (ensure_ready(w, err)) return NULL;
     sdxl_job j;
     if (sdxl_job_parse(rp_job_input(job), &w->limits, &j, err)) return NULL;
-    if (j.n_loras) {
+    int *tensors_applied = calloc(j.n_loras + 1, sizeof *tensors_applied);
+    if (!tensors_applied || apply_loras(w, &j, tensors_applied, err)) {
+        if (!tensors_applied) fail(err, SDXL_OUT_OF_MEMORY, "", "out of memory");
+        free(tensors_applied);
         sdxl_job_free(&j);
-        fail(err, SDXL_INTERNAL, "",
-             "LoRAs are not applied by this build yet; send \"loras\": [] (and no <lora:...> tags) to generate "
-             "with the checkpoint alone.");
         return NULL;
     }
     sd_image_out out;
@@ -190,10 +227,12 @@ static cJSON *run_job(sdxl_worker *w, rp_job *job, double t_start, sdxl_error *e
         fail(err, code_of_status(st), "", why);
     } else {
         log_done(&j, rp_job_id(job), &out);
-        sdxl_result_in in = {.w = w, .job = &j, .job_id = rp_job_id(job), .out = &out, .t_start = t_start};
+        sdxl_result_in in = {.w = w, .job = &j, .job_id = rp_job_id(job), .out = &out,
+                             .tensors_applied = tensors_applied, .t_start = t_start};
         result = sdxl_result_build(&in, err);
         sd_image_out_free(&out);
     }
+    free(tensors_applied);
     sdxl_job_free(&j);
     return result;
 }

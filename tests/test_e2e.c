@@ -200,7 +200,8 @@ static void jobs_through_the_queue(void **state)
     e2e *t = *state;
     fq_push(t->q, FQ_TAKE, fq_json(JOB("ok-1", "{" SMALL ",\"steps\":4,\"seed\":11}")));
     fq_push(t->q, FQ_TAKE, fq_json(JOB("bad-1", "{" SMALL ",\"width\":13,\"steps\":\"many\"}")));
-    fq_push(t->q, FQ_TAKE, fq_json(JOB("two-1", "{" SMALL ",\"steps\":3,\"num_images\":2,\"seed\":20}")));
+    fq_push(t->q, FQ_TAKE, fq_json(JOB("two-1", "{" SMALL ",\"steps\":3,\"num_images\":2,\"seed\":20,"
+                                              "\"loras\":[{\"name\":\"Small kohya LoRA (random, demo)\",\"scale\":1.2}]}")));
     fq_push(t->q, FQ_TAKE, fq_json(JOB("stop-1", "{" SMALL ",\"steps\":150}")));
     spawn(t, false);
 
@@ -226,6 +227,12 @@ static void jobs_through_the_queue(void **state)
     cJSON_Delete(r);
 
     r = wait_final(t, "two-1", 60000);
+    const cJSON *lora = cJSON_GetArrayItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "output"), "metadata"), "loras"), 0);
+    assert_non_null(lora); /* the override, applied to the checkpoint's tensors */
+    assert_string_equal(cJSON_GetObjectItem(lora, "name")->valuestring, "Small kohya LoRA (random, demo)");
+    assert_true(cJSON_GetObjectItem(lora, "scale")->valuedouble == 1.2);
+    assert_true(cJSON_GetObjectItem(lora, "tensors_applied")->valueint > 0);
     const cJSON *images = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "output"), "images");
     assert_int_equal(cJSON_GetArraySize(images), 2);
     for (int i = 0; i < 2; i++) {
