@@ -29,6 +29,7 @@ scripts=(
   make_lora_goldens.py
   make_image_goldens.py
   make_hash_goldens.py
+  make_sigv4_goldens.py
 )
 for s in "${scripts[@]}"; do
   [ -f "$here/$s" ] || continue
