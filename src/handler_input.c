@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "image/base64.h"
+#include "image/fetch.h"
 #include "image/utf8.h"
 #include "runpod/log.h"
 #include "runpod/validate.h"
@@ -235,7 +236,27 @@ static int resolve_output(sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *e
     return 0;
 }
 
-/* img2img: `image` is base64 (or a data URI) of a PNG, JPEG or WebP file. */
+/* The bytes of `image`: fetched when it is an http(s) URL (public
+ * addresses only, size-capped, time-limited: image/fetch.h), else decoded
+ * from base64 or a data URI. */
+static int image_bytes(const char *text, uint8_t **bytes, size_t *len, sdxl_error *err)
+{
+    char why[512];
+    if (strncmp(text, "http://", 7) && strncmp(text, "https://", 8)) {
+        if (b64_decode(text, strlen(text), SDXL_MAX_IMAGE_BYTES, bytes, len, why, sizeof why))
+            return fail(err, SDXL_INVALID_INPUT, "image is not valid base64: %s", why);
+        return 0;
+    }
+    img_fetch_opts o;
+    img_fetch_opts_default(&o);
+    o.max_bytes = SDXL_MAX_IMAGE_BYTES;
+    if (img_fetch(text, &o, bytes, len, why, sizeof why) != IMG_FETCH_OK)
+        return fail(err, SDXL_INVALID_INPUT, "image could not be fetched: %s", why);
+    return 0;
+}
+
+/* img2img: `image` is a PNG, JPEG or WebP file as base64, a data URI or an
+ * http(s) URL. */
 static int resolve_image(sdxl_job *j, sdxl_error *err)
 {
     const char *text = str_or(j, "image", NULL);
@@ -247,8 +268,7 @@ static int resolve_image(sdxl_job *j, sdxl_error *err)
     uint8_t *bytes = NULL;
     size_t len = 0;
     char why[512];
-    if (b64_decode(text, strlen(text), SDXL_MAX_IMAGE_BYTES, &bytes, &len, why, sizeof why))
-        return fail(err, SDXL_INVALID_INPUT, "image is not valid base64: %s", why);
+    if (image_bytes(text, &bytes, &len, err)) return -1;
     img_limits limits = {.max_pixels = (uint64_t)SDXL_MAX_SIDE * SDXL_MAX_SIDE, .max_side = 4 * SDXL_MAX_SIDE};
     int rc = img_decode(bytes, len, &limits, &j->image, why, sizeof why);
     free(bytes);

@@ -229,6 +229,8 @@ static const bad_case BAD[] = {
     {"{\"prompt\":\"x\",\"loras\":[{\"name\":\"Gone\"}]}", "MODEL_UNAVAILABLE", "the LoRA 'Gone' is not available on this worker"},
     {"{\"prompt\":\"x\"}", "MODEL_UNAVAILABLE", "the LoRA 'Gone' is not available"}, /* the default stack */
     {"{\"prompt\":\"x\",\"loras\":[],\"image\":\"@@@ not base64\"}", "INVALID_INPUT", "image is not valid base64: "},
+    {"{\"prompt\":\"x\",\"loras\":[],\"image\":\"http://127.0.0.1:9/init.png\"}", "INVALID_INPUT",
+     "image could not be fetched: "},
     {"{\"prompt\":\"x\",\"loras\":[],\"image\":\"PGh0bWw+aGVsbG88L2h0bWw+\"}", "INVALID_INPUT", "image: "},
     {"{\"prompt\":\"x\",\"loras\":[],\"strength\":0.5}", "INVALID_INPUT", "strength is for img2img and needs an image."},
     {"{\"prompt\":\"x\",\"use_long_prompt\":true}", "INVALID_INPUT", "Unexpected input. use_long_prompt is not a valid input option."},
