@@ -167,10 +167,24 @@ static sdxl_code code_of_lora_status(sd_lora_status st)
     }
 }
 
+#define SDXL_UNMATCHED_LISTED 32 /* keys of a partial match named in the result */
+
+/* The keys of a LoRA that landed nowhere, for the result's metadata. */
+static cJSON *unmatched_keys(const sd_lora_info *info)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t k = 0; k < info->n_unmatched && k < SDXL_UNMATCHED_LISTED; k++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(info->unmatched[k]));
+    if (info->n_unmatched > SDXL_UNMATCHED_LISTED)
+        cJSON_AddItemToArray(a, cJSON_CreateString("..."));
+    return a;
+}
+
 /* Makes the job's LoRAs the engine's active set (an unchanged set costs
  * nothing; [] restores the checkpoint) and records, per job LoRA, how many
- * checkpoint tensors it landed on. */
-static int apply_loras(sdxl_worker *w, const sdxl_job *j, int *tensors_applied, sdxl_error *err)
+ * checkpoint tensors it landed on and which of its keys landed nowhere
+ * (the stack logs partial matches once, when a LoRA is loaded). */
+static int apply_loras(sdxl_worker *w, const sdxl_job *j, int *tensors_applied, cJSON *unmatched, sdxl_error *err)
 {
     sd_lora_spec *specs = calloc(j->n_loras + 1, sizeof *specs);
     if (!specs) return fail(err, SDXL_OUT_OF_MEMORY, "", "out of memory for the LoRA set");
@@ -186,9 +200,11 @@ static int apply_loras(sdxl_worker *w, const sdxl_job *j, int *tensors_applied, 
     free(specs);
     for (size_t i = 0; st == SD_LORA_OK && i < j->n_loras; i++) {
         const char *path = w->stack[j->loras[i].slot].path;
+        const sd_lora_info *info = NULL;
         for (size_t k = 0; k < report.n; k++)
-            if (report.loras[k].path && !strcmp(report.loras[k].path, path))
-                tensors_applied[i] = (int)report.loras[k].tensors;
+            if (report.loras[k].path && !strcmp(report.loras[k].path, path)) info = &report.loras[k];
+        tensors_applied[i] = info ? (int)info->tensors : 0;
+        cJSON_AddItemToArray(unmatched, info ? unmatched_keys(info) : cJSON_CreateArray());
     }
     sd_lora_report_free(&report);
     return st == SD_LORA_OK ? 0 : fail(err, code_of_lora_status(st), "", why);
@@ -209,9 +225,11 @@ static cJSON *run_job(sdxl_worker *w, rp_job *job, double t_start, sdxl_error *e
     sdxl_job j;
     if (sdxl_job_parse(rp_job_input(job), &w->limits, &j, err)) return NULL;
     int *tensors_applied = calloc(j.n_loras + 1, sizeof *tensors_applied);
-    if (!tensors_applied || apply_loras(w, &j, tensors_applied, err)) {
-        if (!tensors_applied) fail(err, SDXL_OUT_OF_MEMORY, "", "out of memory");
+    cJSON *unmatched = cJSON_CreateArray();
+    if (!tensors_applied || !unmatched || apply_loras(w, &j, tensors_applied, unmatched, err)) {
+        if (!tensors_applied || !unmatched) fail(err, SDXL_OUT_OF_MEMORY, "", "out of memory");
         free(tensors_applied);
+        cJSON_Delete(unmatched);
         sdxl_job_free(&j);
         return NULL;
     }
@@ -228,11 +246,12 @@ static cJSON *run_job(sdxl_worker *w, rp_job *job, double t_start, sdxl_error *e
     } else {
         log_done(&j, rp_job_id(job), &out);
         sdxl_result_in in = {.w = w, .job = &j, .job_id = rp_job_id(job), .out = &out,
-                             .tensors_applied = tensors_applied, .t_start = t_start};
+                             .tensors_applied = tensors_applied, .lora_unmatched = unmatched, .t_start = t_start};
         result = sdxl_result_build(&in, err);
         sd_image_out_free(&out);
     }
     free(tensors_applied);
+    cJSON_Delete(unmatched);
     sdxl_job_free(&j);
     return result;
 }

@@ -43,6 +43,7 @@ typedef struct {
     const char *job_id;
     const sd_image_out *out;
     const int *tensors_applied; /* per job LoRA, or NULL when none were applied */
+    const cJSON *lora_unmatched; /* per job LoRA: array of the keys that landed nowhere (partial matches) */
     double t_start;             /* monotonic seconds when the job started */
 } sdxl_result_in;
 

@@ -163,6 +163,9 @@ static cJSON *loras_json(const sdxl_result_in *in)
         cJSON_AddNumberToObject(o, "scale", u->scale);
         if (u->unet_scale != u->scale) cJSON_AddNumberToObject(o, "unet_scale", u->unet_scale);
         cJSON_AddNumberToObject(o, "tensors_applied", in->tensors_applied ? in->tensors_applied[i] : 0);
+        const cJSON *unmatched = in->lora_unmatched ? cJSON_GetArrayItem(in->lora_unmatched, (int)i) : NULL;
+        if (cJSON_GetArraySize(unmatched) > 0)
+            cJSON_AddItemToObject(o, "unmatched_keys", cJSON_Duplicate(unmatched, 1));
         cJSON_AddItemToArray(a, o);
     }
     return a;

@@ -27,6 +27,8 @@
 #include "image/utf8.h"
 #include "runpod/job.h"
 #include "runpod/log.h"
+#include "sd/safetensors.h"
+#include "st_writer.h"
 #include "testutil.h"
 
 #define SMALL_MODEL "tests/data/small/sdxl_small.safetensors"
@@ -124,19 +126,46 @@ static uint8_t *decode_b64(const char *b64, size_t *len)
     return bytes;
 }
 
-/* ---- set-up: a worker on the small model, with one configured LoRA whose
- * file is missing (so the stack has a name to resolve and to refuse) ------------------ */
+/* A partial match: the small kohya test LoRA plus a module that lands on no
+ * layer of the checkpoint. */
+static void write_partial_lora(const char *path)
+{
+    char err[256];
+    st_file *f;
+    assert_int_equal(st_open("tests/data/small/loras/kohya_full.safetensors", &f, err, sizeof err), 0);
+    stw *w = stw_new();
+    for (size_t i = 0; i < st_count(f); i++) {
+        const st_tensor *t = st_get(f, i);
+        assert_int_equal(stw_add(w, t->name, t->dtype_name, t->ndim, t->shape, t->data), 0);
+    }
+    const float zeros[16] = {0};
+    assert_int_equal(stw_add_f32(w, "lora_unet_bogus_layer.lora_down.weight", "F32", 2, (const int64_t[]){2, 8}, zeros), 0);
+    assert_int_equal(stw_add_f32(w, "lora_unet_bogus_layer.lora_up.weight", "F32", 2, (const int64_t[]){8, 2}, zeros), 0);
+    assert_int_equal(stw_write(w, path), 0);
+    stw_free(w);
+    st_close(f);
+}
+
+/* ---- set-up: a worker on the small model with three configured LoRAs: one
+ * whose file is missing (a name to resolve and to refuse), one that matches
+ * partly, and one whose file is truncated ------------------------------------------ */
 
 static int setup(void **state)
 {
     tmp = tu_mkdtemp("handler");
-    char cwd[2048], config[4200], text[8192];
+    char cwd[2048], config[4200], text[16384], partial[4200], broken[4200];
     assert_non_null(getcwd(cwd, sizeof cwd));
     snprintf(config, sizeof config, "%s/models.json", tmp);
+    snprintf(partial, sizeof partial, "%s/partial.safetensors", tmp);
+    snprintf(broken, sizeof broken, "%s/broken.safetensors", tmp);
+    write_partial_lora(partial);
+    assert_int_equal(tu_write_file(broken, "\x40\x00\x00\x00\x00\x00\x00\x00{\"a\":", 13), 0);
     snprintf(text, sizeof text,
              "{\"checkpoint\": {\"name\": \"Small test model\", \"path\": \"%s/" SMALL_MODEL "\"},"
-             " \"loras\": [{\"name\": \"Gone\", \"path\": \"%s/missing.safetensors\", \"scale\": 0.5}]}",
-             cwd, tmp);
+             " \"loras\": [{\"name\": \"Gone\", \"path\": \"%s/missing.safetensors\", \"scale\": 0.5},"
+             " {\"name\": \"Partial\", \"path\": \"%s\", \"scale\": 1.0},"
+             " {\"name\": \"Broken\", \"path\": \"%s\", \"scale\": 1.0}]}",
+             cwd, tmp, partial, broken);
     assert_int_equal(tu_write_file(config, text, strlen(text)), 0);
     setenv("MODELS_CONFIG", config, 1);
     setenv("MODELS_DIR", tmp, 1);
@@ -219,7 +248,7 @@ static const bad_case BAD[] = {
     {"{\"prompt\":\"x\",\"loras\":{\"name\":\"Gone\"}}", "INVALID_INPUT", "loras should be <class 'list'> type, not <class 'dict'>."},
     {"{\"prompt\":\"x\",\"loras\":[5]}", "INVALID_INPUT", "loras[0] must be an object"},
     {"{\"prompt\":\"x\",\"loras\":[{\"name\":\"Nope\",\"scale\":1}]}", "INVALID_INPUT",
-     "loras[0] names the LoRA 'Nope', which this worker does not have; LoRAs: 'Gone'."},
+     "loras[0] names the LoRA 'Nope', which this worker does not have; LoRAs: 'Gone', 'Partial', 'Broken'."},
     {"{\"prompt\":\"x\",\"loras\":[{\"name\":\"Gone\",\"scale\":\"high\"}]}", "INVALID_INPUT",
      "loras[0]: scale should be <class 'float'> type, not <class 'str'>."},
     {"{\"prompt\":\"x\",\"loras\":[{\"scale\":1}]}", "INVALID_INPUT", "loras[0]: name is a required input."},
@@ -308,6 +337,29 @@ static void bad_inputs_built_in_code(void **state)
     free(b64);
     r = run_value(in, NULL);
     assert_error(r, "INVALID_INPUT", "image: ");
+    cJSON_Delete(r);
+    assert_serves_a_valid_job();
+}
+
+/* ---- LoRAs through the worker ------------------------------------------------------- */
+
+/* A partial match runs and names the keys that landed nowhere; a truncated
+ * LoRA file is a clear error; the worker then serves a valid job. */
+static void lora_partial_match_and_broken_file(void **state)
+{
+    cJSON *r = run("{\"prompt\":\"a lighthouse\",\"width\":256,\"height\":256,\"steps\":2,"
+                   "\"loras\":[{\"name\":\"Partial\",\"scale\":0.7}]}", NULL);
+    assert_null(cJSON_GetObjectItem(r, "error"));
+    const cJSON *lora = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "metadata"), "loras"), 0);
+    assert_string_equal(str(lora, "name"), "Partial");
+    assert_true(num(lora, "tensors_applied") > 0);
+    const cJSON *keys = cJSON_GetObjectItem(lora, "unmatched_keys");
+    assert_int_equal(cJSON_GetArraySize(keys), 1);
+    assert_non_null(strstr(cJSON_GetArrayItem(keys, 0)->valuestring, "bogus_layer"));
+    cJSON_Delete(r);
+
+    r = run("{\"prompt\":\"x\",\"width\":256,\"height\":256,\"steps\":2,\"loras\":[{\"name\":\"Broken\"}]}", NULL);
+    assert_error(r, "MODEL_UNAVAILABLE", "Broken");
     cJSON_Delete(r);
     assert_serves_a_valid_job();
 }
@@ -668,6 +720,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_input_table),
         cmocka_unit_test(bad_inputs_built_in_code),
+        cmocka_unit_test(lora_partial_match_and_broken_file),
         cmocka_unit_test(valid_job_result_shape_and_infotext),
         cmocka_unit_test(same_seed_same_image_warm_engine),
         cmocka_unit_test(two_images_jpeg_with_seeds),
