@@ -311,41 +311,15 @@ static void unparsable_job_then_a_valid_one(void **state)
 
 /* ---- the dev API ---------------------------------------------------------------------- */
 
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof a;
-    bind(s, (struct sockaddr *)&a, sizeof a);
-    getsockname(s, (struct sockaddr *)&a, &n);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-typedef struct {
-    char *data;
-    size_t len;
-} buf;
-
-static size_t collect(char *d, size_t size, size_t n, void *ctx)
-{
-    buf *b = ctx;
-    b->data = realloc(b->data, b->len + size * n + 1);
-    memcpy(b->data + b->len, d, size * n);
-    b->len += size * n;
-    b->data[b->len] = '\0';
-    return size * n;
-}
-
 static long http(const e2e *t, const char *method, const char *path, const char *body, cJSON **json)
 {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", t->port, path);
-    buf b = {0};
+    tu_buf b = {0};
     CURL *c = curl_easy_init();
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tu_curl_collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
@@ -363,7 +337,7 @@ static long http(const e2e *t, const char *method, const char *path, const char 
 static void runsync_returns_an_image(void **state)
 {
     e2e *t = *state;
-    t->port = free_port();
+    t->port = tu_free_port();
     snprintf(t->port_arg, sizeof t->port_arg, "%d", t->port);
     spawn(t, true);
     int tries = 0;

@@ -45,24 +45,9 @@ static char endpoint[64], access_key[128], secret_key[128], bucket_name[8];
 
 /* ---- HTTP with libcurl, signed or not -------------------------------------------- */
 
-typedef struct {
-    char *data;
-    size_t len;
-} buf;
-
-static size_t collect(char *d, size_t size, size_t n, void *ctx)
-{
-    buf *b = ctx;
-    b->data = realloc(b->data, b->len + size * n + 1);
-    memcpy(b->data + b->len, d, size * n);
-    b->len += size * n;
-    b->data[b->len] = '\0';
-    return size * n;
-}
-
 /* A request signed with SigV4 for `service` (any credentials). */
 static long signed_request(const char *method, const char *url, const char *service, const char *key,
-                           const char *secret, const char *body, buf *out)
+                           const char *secret, const char *body, tu_buf *out)
 {
     CURL *c = curl_easy_init();
     char sigv4[64];
@@ -77,7 +62,7 @@ static long signed_request(const char *method, const char *url, const char *serv
     curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4);
     curl_easy_setopt(c, CURLOPT_USERNAME, key);
     curl_easy_setopt(c, CURLOPT_PASSWORD, secret);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tu_curl_collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
@@ -102,27 +87,16 @@ static char *xml(const char *doc, const char *tag)
 
 /* GET of an object with a signed request (moto answers 500 to presigned
  * URLs when IAM checks are on, so the test reads objects this way). */
-static buf get_object(const char *url_with_query)
+static tu_buf get_object(const char *url_with_query)
 {
     char *url = strndup(url_with_query, strcspn(url_with_query, "?"));
-    buf b = {0};
+    tu_buf b = {0};
     assert_int_equal(signed_request("GET", url, "s3", access_key, secret_key, NULL, &b), 200);
     free(url);
     return b;
 }
 
 /* ---- moto ------------------------------------------------------------------------- */
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof a;
-    bind(s, (struct sockaddr *)&a, sizeof a);
-    getsockname(s, (struct sockaddr *)&a, &n);
-    close(s);
-    return ntohs(a.sin_port);
-}
 
 static bool port_open(int port)
 {
@@ -158,12 +132,12 @@ static void start_moto(const char *venv, int port)
  * the unauthenticated ones; everything after them is checked. */
 static void make_credentials(void)
 {
-    buf b = {0};
+    tu_buf b = {0};
     char url[128];
     snprintf(url, sizeof url, "%s/", endpoint);
     assert_int_equal(signed_request("POST", url, "iam", "AKIDBOOT", "boot", "Action=CreateUser&UserName=worker&Version=2010-05-08", &b), 200);
     free(b.data);
-    b = (buf){0};
+    b = (tu_buf){0};
     assert_int_equal(signed_request("POST", url, "iam", "AKIDBOOT", "boot", "Action=CreateAccessKey&UserName=worker&Version=2010-05-08", &b), 200);
     char *id = xml(b.data, "AccessKeyId"), *secret = xml(b.data, "SecretAccessKey");
     snprintf(access_key, sizeof access_key, "%s", id);
@@ -171,7 +145,7 @@ static void make_credentials(void)
     free(id);
     free(secret);
     free(b.data);
-    b = (buf){0};
+    b = (tu_buf){0};
     assert_int_equal(signed_request("POST", url, "iam", "AKIDBOOT", "boot",
                                     "Action=PutUserPolicy&UserName=worker&PolicyName=all&Version=2010-05-08&"
                                     "PolicyDocument=%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B"
@@ -192,7 +166,7 @@ static int setup(void **state)
     if (system(cmd) != 0)
         fail_msg("scripts/s3-test-venv.sh could not create %s with moto[server] (see its message above); the "
                  "bucket upload test needs it", venv);
-    int port = free_port();
+    int port = tu_free_port();
     snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", port);
     start_moto(venv, port);
     make_credentials();
@@ -200,7 +174,7 @@ static int setup(void **state)
     s3_runpod_names("x", "png", time(NULL), bucket_name, key, sizeof key);
     char url[128];
     snprintf(url, sizeof url, "%s/%s", endpoint, bucket_name);
-    buf b = {0};
+    tu_buf b = {0};
     assert_int_equal(signed_request("PUT", url, "s3", access_key, secret_key, NULL, &b), 200);
     free(b.data);
     return 0;
@@ -238,7 +212,7 @@ static void signed_put_lands_the_bytes(void **state)
                                    sizeof err), 0);
     char url[256];
     snprintf(url, sizeof url, "%s/%s/job%%201/probe.png", endpoint, bucket_name);
-    buf got = get_object(url);
+    tu_buf got = get_object(url);
     assert_int_equal(got.len, sizeof data - 1);
     assert_memory_equal(got.data, data, got.len);
     free(got.data);
@@ -268,7 +242,7 @@ static void refused_puts_say_why(void **state)
     assert_int_equal(s3_put_object(&b, "00-00", "j/x.png", "x", 1, "image/png", err, sizeof err), -1);
     assert_non_null(strstr(err, "HTTP 404 NoSuchBucket"));
     assert_non_null(strstr(err, "upload of 00-00/j/x.png to http://127.0.0.1:"));
-    int closed = free_port();
+    int closed = tu_free_port();
     snprintf(b.endpoint, sizeof b.endpoint, "http://127.0.0.1:%d", closed);
     assert_int_equal(s3_put_object(&b, "00-00", "j/x.png", "x", 1, "image/png", err, sizeof err), -1);
     assert_non_null(strstr(err, "Couldn't connect"));
@@ -329,7 +303,7 @@ static void handler_returns_presigned_urls(void **state)
         assert_null(cJSON_GetObjectItem(e, "image"));
         assert_int_equal(regexec(&re, url, 0, NULL, 0), 0);
         assert_int_equal(cJSON_GetObjectItem(e, "seed")->valueint, 8 + i);
-        buf png = get_object(url);
+        tu_buf png = get_object(url);
         img_limits lim = {.max_pixels = 1u << 20, .max_side = 1024};
         img_rgb im = {0};
         char err[128], *params = NULL, seed[16];

@@ -41,17 +41,6 @@ typedef struct {
     char content_type[64];
 } reply;
 
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof a;
-    bind(s, (struct sockaddr *)&a, sizeof a);
-    getsockname(s, (struct sockaddr *)&a, &n);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
 static size_t collect(char *data, size_t size, size_t n, void *userp)
 {
     reply *r = userp;
@@ -110,7 +99,7 @@ static void child_setup(void *arg)
 static server *start(const rp_config *cfg, bool realtime, const char *host)
 {
     server *s = calloc(1, sizeof *s);
-    s->port = free_port();
+    s->port = tu_free_port();
     snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
     snprintf(s->port_arg, sizeof s->port_arg, "%d", s->port);
     s->dir = tu_mkdtemp("rp-devapi");

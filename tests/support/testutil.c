@@ -1,7 +1,10 @@
 /* Implementation of the shared test helpers (see testutil.h). */
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,4 +87,25 @@ const char *tu_worker_bin(void)
 {
     const char *p = getenv("SDXL_WORKER_BIN");
     return p && *p ? p : "build/sdxl-worker";
+}
+
+int tu_free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof a;
+    bind(s, (struct sockaddr *)&a, sizeof a);
+    getsockname(s, (struct sockaddr *)&a, &n);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+size_t tu_curl_collect(char *data, size_t size, size_t n, void *buf)
+{
+    tu_buf *b = buf;
+    b->data = realloc(b->data, b->len + size * n + 1);
+    memcpy(b->data + b->len, data, size * n);
+    b->len += size * n;
+    b->data[b->len] = '\0';
+    return size * n;
 }

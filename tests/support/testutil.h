@@ -23,4 +23,15 @@ double tu_rel_error(const float *got, const float *want, size_t n);
 /* Path of the built sdxl-worker binary (from $SDXL_WORKER_BIN). */
 const char *tu_worker_bin(void);
 
+/* A TCP port on 127.0.0.1 that was free a moment ago (for servers a test starts). */
+int tu_free_port(void);
+
+/* A growing, NUL-terminated byte buffer and the libcurl write callback that
+ * appends to it (CURLOPT_WRITEDATA = the tu_buf). */
+typedef struct {
+    char *data;
+    size_t len;
+} tu_buf;
+size_t tu_curl_collect(char *data, size_t size, size_t n, void *buf);
+
 #endif
