@@ -32,13 +32,6 @@ const char *sdxl_code_name(sdxl_code c)
     return c >= SDXL_OK && c <= SDXL_INTERNAL ? CODE_NAMES[c] : "INTERNAL";
 }
 
-double sdxl_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Copies s into out (cap bytes) as valid UTF-8: each byte that does not
  * start a valid sequence becomes U+FFFD. */
 static void utf8_sanitize(const char *s, char *out, size_t cap)
@@ -259,7 +252,7 @@ static cJSON *run_job(sdxl_worker *w, rp_job *job, double t_start, sdxl_error *e
 cJSON *sdxl_handle_job(rp_job *job, void *ctx)
 {
     sdxl_worker *w = ctx;
-    double t_start = sdxl_now();
+    double t_start = sd_now_seconds();
     sdxl_error err = {.code = SDXL_OK};
     pthread_mutex_lock(&w->lock);
     cJSON *result = run_job(w, job, t_start, &err);

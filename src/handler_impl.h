@@ -11,6 +11,7 @@
 #include "image/hashes.h"
 #include "models/store.h"
 #include "s3/s3.h"
+#include "sd/clock.h"
 #include "sd/engine.h"
 
 struct sdxl_worker {
@@ -55,8 +56,5 @@ cJSON *sdxl_result_build(const sdxl_result_in *in, sdxl_error *err);
  * results over 10 MB on /run and 20 MB on /runsync): true and the text in
  * out when over 10 MB. */
 bool sdxl_result_size_warning(size_t bytes, char *out, size_t n);
-
-/* Monotonic seconds. */
-double sdxl_now(void);
 
 #endif

@@ -201,7 +201,7 @@ static cJSON *timings_json(const sdxl_result_in *in)
     cJSON_AddNumberToObject(t, "encode", ms(in->out->t_encode));
     cJSON_AddNumberToObject(t, "denoise", ms(in->out->t_denoise));
     cJSON_AddNumberToObject(t, "decode", ms(in->out->t_decode));
-    cJSON_AddNumberToObject(t, "total", ms(sdxl_now() - in->t_start));
+    cJSON_AddNumberToObject(t, "total", ms(sd_now_seconds() - in->t_start));
     return t;
 }
 

@@ -113,7 +113,7 @@ void sdxl_worker_load(sdxl_worker *w)
 {
     clear_models(w);
     w->last_attempt = time(NULL);
-    double t0 = sdxl_now();
+    double t0 = sd_now_seconds();
     models_env env;
     if (ensure_models(w, &env)) return;
     w->hashes = open_hash_cache(&env);
@@ -131,7 +131,7 @@ void sdxl_worker_load(sdxl_worker *w)
     }
     w->limits.size_multiple = sd_engine_size_multiple(w->engine);
     w->unavailable[0] = '\0';
-    rp_info("engine ready in %.1f s: %s (%s, model hash %s), %zu LoRAs configured", sdxl_now() - t0,
+    rp_info("engine ready in %.1f s: %s (%s, model hash %s), %zu LoRAs configured", sd_now_seconds() - t0,
             w->model_name, w->paths.checkpoint.path, w->model_hash[0] ? w->model_hash : "unknown",
             w->limits.n_stack);
 }

@@ -7,6 +7,7 @@
  * write the body into the .part (or to refuse it) is taken at the end of
  * the headers, before a single body byte is stored. */
 #include "models/download.h"
+#include "sd/clock.h"
 
 #include "models/sha256.h"
 #include "runpod/log.h"
@@ -48,13 +49,6 @@ void dl_opts_default(dl_opts *o)
 }
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void sleep_ms(long ms)
 {
@@ -241,7 +235,7 @@ static void part_close(part_file *pf)
 
 static void progress_line(part_file *pf)
 {
-    double t = now_s(), elapsed = t - pf->t_start;
+    double t = sd_now_seconds(), elapsed = t - pf->t_start;
     double rate = elapsed > 0 ? pf->fetched / elapsed : 0;
     char total[32], have[32], eta[32];
     fmt_bytes(pf->have, have, sizeof have);
@@ -358,7 +352,7 @@ static int begin_body(exchange *ex)
                           "refusing the download", pf->rq->label, pf->total, want);
     if (pf->total >= 0 && check_room(ex, (uint64_t)pf->total - pf->have) != 0) return -1;
     ex->to_file = true;
-    if (!pf->t_start) pf->t_start = pf->t_progress = now_s();
+    if (!pf->t_start) pf->t_start = pf->t_progress = sd_now_seconds();
     return 0;
 }
 
@@ -470,7 +464,7 @@ static int append_to_part(exchange *ex, const char *data, size_t len)
     EVP_DigestUpdate(pf->sha, data, len);
     pf->have += len;
     pf->fetched += len;
-    if ((now_s() - pf->t_progress) * 1000 >= pf->o->progress_interval_ms) progress_line(pf);
+    if ((sd_now_seconds() - pf->t_progress) * 1000 >= pf->o->progress_interval_ms) progress_line(pf);
     return 0;
 }
 
@@ -686,7 +680,7 @@ dl_status dl_download(const dl_request *rq, const dl_opts *o, dl_result *res, ch
 {
     memset(res, 0, sizeof *res);
     download d = {.rq = rq, .o = o, .seed = (unsigned)time(NULL) ^ (unsigned)getpid() ^ (unsigned)(uintptr_t)rq};
-    double t0 = now_s();
+    double t0 = sd_now_seconds();
     if (part_open(&d.pf, rq, o, err, errlen) != 0) {
         part_close(&d.pf);
         return res->status = DL_ERR_DISK;
@@ -704,7 +698,7 @@ dl_status dl_download(const dl_request *rq, const dl_opts *o, dl_result *res, ch
     }
     res->size = d.pf.have;
     res->bytes_fetched = d.pf.fetched;
-    res->seconds = now_s() - t0;
+    res->seconds = sd_now_seconds() - t0;
     free(d.ex.body);
     free(d.url);
     curl_easy_cleanup(d.curl);

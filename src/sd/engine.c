@@ -6,6 +6,7 @@
  * StableDiffusionXLImg2ImgPipeline's (pipeline_stable_diffusion_xl_img2img.py)
  * preprocess, get_timesteps and prepare_latents in place of the noise. */
 #include "sd/engine.h"
+#include "sd/clock.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -61,13 +62,6 @@ static sd_status fail(sd_status s, char *err, size_t errlen, const char *fmt, ..
 static sd_status status_of_message(const char *msg, sd_status otherwise)
 {
     return msg && strstr(msg, "out of memory") ? SD_ENOMEM : otherwise;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ---- loading ---------------------------------------------------------------- */
@@ -583,21 +577,21 @@ static void job_release(gen_job *j)
 /* img2img's latents in place of the noise; the time it takes. */
 static sd_status prepare_init_latents(gen_job *j, const sd_plan *plan, float *latents, sd_image_out *out)
 {
-    double t0 = now_seconds();
+    double t0 = sd_now_seconds();
     sd_status st = cancel_requested(j) ? fail(SD_ECANCELLED, j->err, j->errlen, "cancelled")
                                        : img2img_latents(j, plan, latents);
-    out->t_image_encode = now_seconds() - t0;
+    out->t_image_encode = sd_now_seconds() - t0;
     return st;
 }
 
 static sd_status run_job(gen_job *j, const sd_plan *plan, sd_image_out *out)
 {
     const sd_txt2img_params *p = j->p;
-    double t0 = now_seconds();
+    double t0 = sd_now_seconds();
     if (prepare_conditioning(j)) return j->status;
     out->prompt_tokens = j->cond_tokens, out->negative_tokens = j->uncond_tokens;
     out->unet_calls_per_eval = j->guided && !j->c_both.context ? 2 : 1;
-    out->t_encode = now_seconds() - t0;
+    out->t_encode = sd_now_seconds() - t0;
 
     size_t n = (size_t)j->batch * j->n_per_image;
     float *latents = malloc(sizeof(float) * n);
@@ -607,15 +601,15 @@ static sd_status run_job(gen_job *j, const sd_plan *plan, sd_image_out *out)
         return fail(SD_ENOMEM, j->err, j->errlen, "out of memory for the latents");
     }
     sd_status st = j->i2i ? prepare_init_latents(j, plan, latents, out) : SD_OK;
-    double t1 = now_seconds();
+    double t1 = sd_now_seconds();
     if (st == SD_OK) st = sample(j, plan, latents);
     out->steps_done = j->steps_reported;
-    double t2 = now_seconds();
+    double t2 = sd_now_seconds();
     out->t_denoise = t2 - t1;
     if (st == SD_OK) st = decode(j, latents, out->rgb);
     free(latents);
-    out->t_decode = now_seconds() - t2;
-    out->t_total = now_seconds() - t0;
+    out->t_decode = sd_now_seconds() - t2;
+    out->t_total = sd_now_seconds() - t0;
     return st;
 }
 

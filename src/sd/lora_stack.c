@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "runpod/log.h"
+#include "sd/clock.h"
 #include "sd/lora_impl.h"
 
 /* One LoRA of the active set. */
@@ -70,13 +71,6 @@ const char *sd_lora_status_name(sd_lora_status s)
     case SD_LORA_ENOMEM: return "out of memory";
     }
     return "unknown";
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ---- the stack -------------------------------------------------------------------------- */
@@ -495,7 +489,7 @@ static void fill_report(const sd_lora_stack *s, const merge_counts *counts, doub
             r->n++;
             break; /* out of memory: the report is cut short, the merge stands */
         }
-    r->seconds = now_seconds() - t0;
+    r->seconds = sd_now_seconds() - t0;
 }
 
 /* Makes `set` (owning the files the current set does not hold) active. */
@@ -529,7 +523,7 @@ static sd_lora_status apply_set(sd_lora_stack *s, active_lora *set, size_t n_set
     }
     if (counts.rebuilt || counts.restored)
         rp_info("LoRAs: %zu active, %zu tensors rebuilt, %zu restored, %zu merged, %.2f s", n_set, counts.rebuilt,
-                counts.restored, s->n_merged, now_seconds() - t0);
+                counts.restored, s->n_merged, sd_now_seconds() - t0);
     if (report) fill_report(s, &counts, t0, report);
     return SD_LORA_OK;
 }
@@ -537,7 +531,7 @@ static sd_lora_status apply_set(sd_lora_stack *s, active_lora *set, size_t n_set
 sd_lora_status sd_lora_stack_apply(sd_lora_stack *s, const sd_lora_spec *specs, size_t n, sd_lora_report *report,
                                    char *err, size_t errlen)
 {
-    double t0 = now_seconds();
+    double t0 = sd_now_seconds();
     if (report) memset(report, 0, sizeof *report);
     for (size_t i = 0; i < n; i++)
         if (!specs[i].path || !isfinite(specs[i].te_multiplier) || !isfinite(specs[i].unet_multiplier)) {
@@ -560,7 +554,7 @@ sd_lora_status lora_stack_apply_files(sd_lora_stack *s, lora_file **files, const
         return SD_LORA_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) set[i] = (active_lora){files[i], te[i], unet[i]};
-    return apply_set(s, set, n, now_seconds(), report, err, errlen);
+    return apply_set(s, set, n, sd_now_seconds(), report, err, errlen);
 }
 
 const lora_names *lora_stack_names(const sd_lora_stack *s) { return s->names; }
