@@ -14,4 +14,5 @@ fi
 [ -x "$here/.venv/bin/python" ] || "$py" -m venv "$here/.venv"
 "$here/.venv/bin/pip" install -q --upgrade pip
 "$here/.venv/bin/pip" install -q -r "$here/requirements.txt"
+"$here/.venv/bin/pip" install -q --no-deps -r "$here/requirements-nodeps.txt"
 echo "reference venv ready: $here/.venv"
