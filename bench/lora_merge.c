@@ -19,19 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "sd/checkpoint.h"
 #include "sd/lora.h"
 
 static const char *const names[9] = {"full_1", "full_2", "unet_tf", "unet_attn", "te_only",
                                      "tf_te1", "locon",  "attn_te2", "ff_slider"};
 static const float scales[9] = {1.5f, 1.0f, 0.3f, 0.4f, 1.0f, 1.0f, 3.0f, 1.0f, 1.0f};
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static double rss_gb(void)
 {
@@ -40,13 +34,6 @@ static double rss_gb(void)
     if (f && fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
     if (f) fclose(f);
     return resident * (double)sysconf(_SC_PAGESIZE) / 1e9;
-}
-
-static double peak_rss_gb(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss * 1024.0 / 1e9;
 }
 
 /* Reads one byte per page of every tensor: all weights resident. */
@@ -65,9 +52,9 @@ static int apply(sd_lora_stack *s, const sd_lora_spec *specs, size_t n, const ch
 {
     char err[1024];
     sd_lora_report r;
-    double t0 = now();
+    double t0 = bench_now();
     sd_lora_status st = sd_lora_stack_apply(s, specs, n, &r, err, sizeof err);
-    double dt = now() - t0;
+    double dt = bench_now() - t0;
     if (st) {
         fprintf(stderr, "%s: %s\n", what, err);
         return -1;
@@ -85,13 +72,13 @@ int main(int argc, char **argv)
     char err[1024], paths[9][4096];
     sdxl_hparams hp;
     st_file *f;
-    double t0 = now();
+    double t0 = bench_now();
     if (sdxl_checkpoint_open(ckpt, &f, &hp, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
     touch_all(f);
-    printf("checkpoint %s: opened and read in %.1f s, RSS %.2f GB\n", ckpt, now() - t0, rss_gb());
+    printf("checkpoint %s: opened and read in %.1f s, RSS %.2f GB\n", ckpt, bench_now() - t0, rss_gb());
     sd_lora_spec specs[9];
     for (int i = 0; i < 9; i++) {
         snprintf(paths[i], sizeof paths[i], "%s/%s.safetensors", dir, names[i]);
@@ -110,7 +97,7 @@ int main(int argc, char **argv)
     rc = rc || apply(s, specs, 9, "locon 2.0 -> 3.0");
     specs[3].te_multiplier = specs[3].unet_multiplier = 0.8f;
     rc = rc || apply(s, specs, 9, "unet_attn 0.4 -> 0.8");
-    printf("peak RSS %.2f GB (checkpoint file %.2f GB)\n", peak_rss_gb(), st_file_size(f) / 1e9);
+    printf("checkpoint file %.2f GB\npeak_rss_mb %.1f\n", st_file_size(f) / 1e9, bench_peak_rss_mb());
     sd_lora_stack_free(s);
     st_close(f);
     return rc;

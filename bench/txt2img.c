@@ -75,6 +75,7 @@ int main(int argc, char **argv)
     printf("load %.2f s (%s), RSS %.2f GiB\n", bench_now() - t0, sd_backend_describe(sd_engine_backend(e)),
            proc_status_gib("VmRSS"));
     int rc = run(e, 512) || run(e, 1024);
+    printf("peak_rss_mb %.1f\n", bench_peak_rss_mb());
     sd_engine_free(e);
     return rc;
 }

@@ -99,9 +99,10 @@ int main(int argc, char **argv)
     printf("latent %lldx%lld (image %lldx%lld), batch %lld: median %.2f s/pass, %.1f TFLOP, %.1f GFLOP/s\n",
            (long long)h, (long long)w, (long long)h * 8, (long long)w * 8, (long long)batch, med, flops * 1e-12,
            flops / med * 1e-9);
+    printf("unet_flop %.0f\n", flops);
     printf("backend peak (activations + scratch): %.1f MB\n", mem.peak_bytes / 1048576.0);
     printf("OpenBLAS sgemm %d^3: %.1f GFLOP/s\n", SGEMM_N, bench_sgemm_gflops(SGEMM_N));
-    printf("peak RSS: %.1f MB\n", bench_peak_rss_mb());
+    printf("peak_rss_mb %.1f\n", bench_peak_rss_mb());
     sd_tensor_free(be, x), sd_tensor_free(be, ctx), sd_tensor_free(be, y), sd_tensor_free(be, eps);
     sd_backend_free(be);
     sd_unet_free(u);

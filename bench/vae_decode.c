@@ -80,8 +80,8 @@ int main(int argc, char **argv)
     printf("vae decode %dx%d px (latent %dx%d), %s, %s\n", 8 * h, 8 * w, h, w,
            tile ? "tiled" : "untiled", sd_backend_describe(be));
     if (tile) printf("tile %d latent px\n", tile);
-    printf("median %.3f s over %d run(s); backend peak %.1f MB; peak RSS %.1f MB; mean byte %.3f\n", median, runs,
-           m.peak_bytes / 1048576.0, bench_peak_rss_mb(), sum / (double)npix);
+    printf("median %.3f s over %d run(s); backend peak %.1f MB; mean byte %.3f\npeak_rss_mb %.1f\n", median, runs,
+           m.peak_bytes / 1048576.0, sum / (double)npix, bench_peak_rss_mb());
     if (compare) {
         fflush(stdout);
         if (decode_once(be, v, z, h, w, 0, ref)) return 1;

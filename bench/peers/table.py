@@ -1,0 +1,139 @@
+"""Builds issue 9's table from bench/peers.sh's raw logs (one per stage and
+engine in the folder given): per stage and engine the median time, our time
+divided by the peer's, the achieved GFLOP/s on the stage's nominal FLOPs, that
+rate as a share of OpenBLAS sgemm's GFLOP/s measured in the same run (our
+unet512 log), and the peak RSS. Prints Markdown.
+
+Nominal FLOPs (2 x multiply-adds, spec sdxl-numerics-diffusers.md §7.3):
+  UNet   sd_unet_flops x batch 2 (bench_unet_step's unet_flop line);
+  VAE    the SDXL decoder's convs and mid attention (vae_decoder_flop);
+  encode CLIP-L to its 11th layer + bigG's 32 layers, 77 tokens, two prompts;
+  loras  every up @ down product of the nine files (from their headers).
+"""
+import glob
+import json
+import os
+import re
+import statistics
+import struct
+import sys
+
+ENGINES = ("ours", "diffusers", "sdcpp")
+NAMES = {"ours": "sdxl-worker", "diffusers": "diffusers (torch fp32)", "sdcpp": "stable-diffusion.cpp (f16)"}
+STAGES = ("load", "encode", "unet512", "unet1024", "vae512", "vae1024", "loras", "gen1024")
+TITLES = {"load": "checkpoint load", "encode": "encode one prompt pair", "unet512": "CFG UNet step 512²",
+          "unet1024": "CFG UNet step 1024²", "vae512": "VAE decode 512²", "vae1024": "VAE decode 1024²",
+          "loras": "merge nine rank-32 LoRAs", "gen1024": "1024² generation, 1 step (peak RSS)"}
+SDCPP_KEY = {"encode": "encode", "unet512": "step", "unet1024": "step", "vae512": "decode", "vae1024": "decode",
+             "loras": "loras"}
+
+
+def conv(cin, cout, px, k=3):
+    return 2.0 * cin * cout * k * k * px
+
+
+def vae_decoder_flop(h, w):
+    """diffusers' AutoencoderKL Decoder of SDXL (block_out_channels 128/256/512/512, 3 resnets per up block)."""
+    px = h * w
+    f = conv(4, 512, px) + 2 * 2 * conv(512, 512, px)               # conv_in, mid resnets
+    f += 2.0 * px * 512 * 512 * 4 + 2.0 * 2 * px * px * 512          # mid attention: q k v out, QK^T and PV
+    cin = 512
+    for level, cout in enumerate((512, 512, 256, 128)):
+        for r in range(3):
+            f += conv(cin if r == 0 else cout, cout, px) + conv(cout, cout, px)
+            if r == 0 and cin != cout:
+                f += conv(cin, cout, px, 1)
+        cin = cout
+        if level < 3:
+            px *= 4
+            f += conv(cout, cout, px)
+    return f + conv(128, 3, px)
+
+
+def encode_flop(tokens=77):
+    def layers(d, ff, n):
+        return n * (2.0 * tokens * (4 * d * d + 2 * d * ff) + 2.0 * 2 * tokens * tokens * d)
+    return 2 * (layers(768, 3072, 11) + layers(1280, 5120, 32))
+
+
+def lora_flop(folder):
+    total = 0.0
+    for path in glob.glob(os.path.join(folder, "*.safetensors")):
+        with open(path, "rb") as f:
+            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+        for name, t in header.items():
+            if name.endswith("lora_down.weight"):
+                up = header[name.replace("lora_down", "lora_up")]["shape"]
+                down = t["shape"]
+                k = down[2] * down[3] if len(down) == 4 else 1
+                total += 2.0 * up[0] * down[0] * down[1] * k
+    return total
+
+
+def numbers(pattern, text):
+    return [float(m) for m in re.findall(pattern, text)]
+
+
+def runs_median(values):
+    return (statistics.median(values) if values else None), len(values)
+
+
+def parse(stage, engine, text):
+    """(median seconds or None, runs, peak RSS MiB or None); every program ends with peak_rss_mb."""
+    rss = numbers(r"peak_rss_mb ([0-9.]+)", text)
+    rss = rss[-1] if rss else None
+    if engine == "ours":
+        pats = {"load": r"load_median_s ([0-9.]+)", "encode": r"encode_pair_median_s ([0-9.]+)",
+                "unet512": r"median ([0-9.]+) s/pass", "unet1024": r"median ([0-9.]+) s/pass",
+                "vae512": r"median ([0-9.]+) s over", "vae1024": r"median ([0-9.]+) s over",
+                "loras": r"merge nine \(cold\) +([0-9.]+) s", "gen1024": r"1024x1024 .*total ([0-9.]+) s"}
+        t = numbers(pats[stage], text)
+        runs = re.search(r"^# \S+ \S+ \S+ (?:\d+ \d+ \d+ )?(\d+)$", text.splitlines()[0])
+        return (t[-1] if t else None), int(runs.group(1)) if runs and stage not in ("loras", "gen1024") else 1, rss
+    if engine == "diffusers":
+        return (*runs_median([float(x) for x in re.findall(r"(?m)^run \d+ ([0-9.]+)$", text)]), rss)
+    if stage == "load":
+        return (*runs_median(numbers(r"(?m)^load ([0-9.]+)", text)), rss)
+    if stage == "gen1024":
+        parts = zip(*(numbers(k + r" ([0-9.]+)", text) for k in ("encode", "step", "decode")))
+        return (*runs_median([sum(p) for p in parts]), rss)
+    return (*runs_median(numbers(r"(?m)^run \d+ .*?" + SDCPP_KEY[stage] + r" ([0-9.]+)", text)), rss)
+
+
+def main():
+    folder = sys.argv[1]
+    logs = {}
+    for stage in STAGES:
+        for engine in ENGINES:
+            name = {"sdcpp": {"load": "512", "encode": "512", "unet512": "512", "vae512": "512", "unet1024": "1024",
+                              "vae1024": "1024", "gen1024": "1024", "loras": "loras"}[stage]}.get(engine, stage)
+            path = os.path.join(folder, f"{name}.{engine}.log")
+            if os.path.exists(path):
+                logs[stage, engine] = open(path, errors="replace").read()
+    sgemm = numbers(r"OpenBLAS sgemm 2048\^3: ([0-9.]+)", logs.get(("unet512", "ours"), ""))
+    sgemm = sgemm[-1] if sgemm else None
+    unet = {s: numbers(r"unet_flop ([0-9.]+)", logs.get((s, "ours"), "")) for s in ("unet512", "unet1024")}
+    lora_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "reference", "big", "loras")
+    flop = {"encode": encode_flop(), "vae512": vae_decoder_flop(64, 64), "vae1024": vae_decoder_flop(128, 128),
+            "loras": lora_flop(lora_dir)}
+    flop.update({s: v[-1] for s, v in unet.items() if v})
+    print(f"OpenBLAS sgemm 2048³ in the same run: {sgemm:.1f} GFLOP/s\n" if sgemm else "sgemm: not measured\n")
+    print("| stage | engine | median s | runs | ours ÷ engine | GFLOP/s | % of sgemm | peak RSS GB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for stage in STAGES:
+        ours_t = parse(stage, "ours", logs[stage, "ours"])[0] if (stage, "ours") in logs else None
+        for engine in ENGINES:
+            if (stage, engine) not in logs:
+                continue
+            t, runs, rss = parse(stage, engine, logs[stage, engine])
+            ratio = f"{ours_t / t:.2f}" if t and ours_t else "–"
+            rate = flop.get(stage, 0) / t * 1e-9 if t and flop.get(stage) else None
+            share = f"{100 * rate / sgemm:.0f} %" if rate and sgemm else "–"
+            cells = [TITLES[stage], NAMES[engine], f"{t:.2f}" if t else "failed", str(runs),
+                     ratio if engine != "ours" else "1", f"{rate:.1f}" if rate else "–", share,
+                     f"{rss * 1024 ** 2 / 1e9:.2f}" if rss else "–"]
+            print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
