@@ -16,6 +16,7 @@ void cpu_act_row(sd_act act, float *y, const float *x, int64_t n)
         for (int64_t i = 0; i < n; i++) y[i] = cpu_silu(x[i]);
         break;
     case SD_ACT_GELU:
+#pragma omp simd
         for (int64_t i = 0; i < n; i++) y[i] = cpu_gelu(x[i]);
         break;
     case SD_ACT_QUICK_GELU:
@@ -72,6 +73,7 @@ int cpu_geglu(sd_backend *be, sd_tensor *y, const sd_tensor *x)
     for (int64_t r = 0; r < rows; r++) {
         const float *value = x->data + r * 2 * f, *gate = value + f;
         float *yr = y->data + r * f;
+#pragma omp simd
         for (int64_t i = 0; i < f; i++) yr[i] = value[i] * cpu_gelu(gate[i]);
     }
     return 0;
