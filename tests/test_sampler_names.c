@@ -48,6 +48,12 @@ static void test_a1111_pairs_and_legacy_names(void **state)
     expect("Heun", "Beta", SD_SAMPLER_HEUN, SD_SCHEDULE_BETA);
     expect("UniPC", "Exponential", SD_SAMPLER_UNIPC, SD_SCHEDULE_EXPONENTIAL);
     expect("DDIM", "trailing", SD_SAMPLER_DDIM, SD_SCHEDULE_TRAILING);
+    expect("DPM++ 2S a Karras", NULL, SD_SAMPLER_DPMPP_2S_A, SD_SCHEDULE_KARRAS);
+    expect("dpm++ 2s a karras", "Karras", SD_SAMPLER_DPMPP_2S_A, SD_SCHEDULE_KARRAS);
+    expect("DPM++ 2S a Exponential", NULL, SD_SAMPLER_DPMPP_2S_A, SD_SCHEDULE_EXPONENTIAL);
+    expect("DPM++ 2S a", "Normal", SD_SAMPLER_DPMPP_2S_A, SD_SCHEDULE_LEADING);
+    expect("DPM++ 2S a", "SGM Uniform", SD_SAMPLER_DPMPP_2S_A, SD_SCHEDULE_SGM_UNIFORM);
+    expect("DPM++ 2S a", "Beta", SD_SAMPLER_DPMPP_2S_A, SD_SCHEDULE_BETA);
 }
 
 /* A1111's per-sampler defaults for "Automatic" (and no schedule at all). */
@@ -61,6 +67,8 @@ static void test_automatic_is_the_a1111_default(void **state)
     expect("Euler", NULL, SD_SAMPLER_EULER, SD_SCHEDULE_LEADING);
     expect("Euler a", "default", SD_SAMPLER_EULER_A, SD_SCHEDULE_LEADING);
     expect("LCM", NULL, SD_SAMPLER_LCM, SD_SCHEDULE_LEADING);
+    expect("DPM++ 2S a", NULL, SD_SAMPLER_DPMPP_2S_A, SD_SCHEDULE_KARRAS);
+    expect("DPM++ 2S a", "Automatic", SD_SAMPLER_DPMPP_2S_A, SD_SCHEDULE_KARRAS);
 }
 
 static void test_comfyui_and_diffusers_names(void **state)
@@ -83,19 +91,26 @@ static void test_comfyui_and_diffusers_names(void **state)
     expect("LCMScheduler", NULL, SD_SAMPLER_LCM, SD_SCHEDULE_LEADING);
     expect("UniPCMultistepScheduler", "linspace", SD_SAMPLER_UNIPC, SD_SCHEDULE_LINSPACE);
     expect("LMSDiscreteScheduler", NULL, SD_SAMPLER_LMS, SD_SCHEDULE_LEADING);
+    /* DPM++ 2S a: ComfyUI, A1111's k_ alias, sd.cpp; it has no diffusers class */
+    expect("dpmpp_2s_ancestral", "karras", SD_SAMPLER_DPMPP_2S_A, SD_SCHEDULE_KARRAS);
+    expect("dpmpp_2s_ancestral", "simple", SD_SAMPLER_DPMPP_2S_A, SD_SCHEDULE_SIMPLE);
+    expect("k_dpmpp_2s_a", NULL, SD_SAMPLER_DPMPP_2S_A, SD_SCHEDULE_KARRAS);
+    expect("DPM++2S_A", "uniform", SD_SAMPLER_DPMPP_2S_A, SD_SCHEDULE_LINSPACE);
 }
 
 static void test_errors_list_valid_names_or_say_why(void **state)
 {
     expect_error("Euler b", NULL, "unknown sampler \"Euler b\"; valid samplers: \"Euler\", \"Euler a\"");
     expect_error("Euler b", NULL, "\"DPM++ 2M SDE\"");
+    expect_error("Euler b", NULL, "\"LCM\", \"DPM++ 2S a\" (A1111");
     expect_error("", NULL, "unknown sampler \"\"");
     expect_error(NULL, NULL, "valid samplers");
     expect_error("Euler", "Karras2", "unknown schedule type \"Karras2\"; valid schedule types:");
     expect_error("Euler", "Align Your Steps", "\"SGM Uniform\"");
     expect_error("DPM++ SDE", NULL, "Brownian tree");
     expect_error("dpmpp_sde_gpu", "karras", "not supported");
-    expect_error("DPM++ 2S a", NULL, "no ancestral single-step");
+    expect_error("DPMSolverSinglestepScheduler", NULL, "deterministic single-step DPM-Solver");
+    expect_error("DPM++ 2S a Karras", "Normal", "names the Karras schedule but the schedule type is \"Normal\"");
     expect_error("DPM fast", NULL, "no equivalent");
     expect_error("Euler a", "Karras", "EulerAncestralDiscreteScheduler supports only timestep spacings");
     expect_error("DDIM", "Exponential", "cannot run the Exponential schedule");
@@ -128,6 +143,10 @@ static void test_labels(void **state)
     assert_false(sd_sampler_supports(SD_SAMPLER_EULER_A, SD_SCHEDULE_KARRAS));
     assert_false(sd_sampler_supports(SD_SAMPLER_EULER, SD_SCHEDULE_AUTOMATIC));
     assert_string_equal(sd_sampler_label(SD_SAMPLER_COUNT), "?");
+    assert_string_equal(sd_sampler_label(SD_SAMPLER_DPMPP_2S_A), "DPM++ 2S a");
+    assert_null(sd_sampler_diffusers_class(SD_SAMPLER_DPMPP_2S_A));
+    assert_true(sd_sampler_is_stochastic(SD_SAMPLER_DPMPP_2S_A));
+    for (int s = SD_SCHEDULE_LEADING; s < SD_SCHEDULE_COUNT; s++) assert_true(sd_sampler_supports(SD_SAMPLER_DPMPP_2S_A, s));
 }
 
 int main(void)

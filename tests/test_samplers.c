@@ -1,7 +1,10 @@
 /* Sampler parity against diffusers without a UNet: every case of
  * tests/data/sampler_goldens.{json,safetensors} (tools/reference/
  * make_sampler_goldens.py) runs our plan and loop on the same fake eps-model,
- * CFG/guidance_rescale wrapper and noise stream as diffusers' scheduler did.
+ * CFG/guidance_rescale wrapper and noise stream as diffusers' scheduler did;
+ * DPM++ 2S a, which diffusers lacks, against k-diffusion's
+ * sample_dpmpp_2s_ancestral the same way
+ * (tests/data/sampler_goldens_dpmpp_2s_a.*, make_dpmpp_2s_a_goldens.py).
  * Asserts: betas and alphas_cumprod bit for bit, sigmas within 1 ulp;
  * timesteps, sigmas and
  * init_noise_sigma within 1e-6 relative; the final latents within 1e-5 of
@@ -24,17 +27,23 @@
 #include "sd/schedule.h"
 #include "testutil.h"
 
-#define GOLDEN_JSON "tests/data/sampler_goldens.json"
-#define GOLDEN_ST "tests/data/sampler_goldens.safetensors"
+/* The golden sets: tests/data/<stem>.{json,safetensors}. */
+static const char *const golden_stems[] = {"sampler_goldens", "sampler_goldens_dpmpp_2s_a"};
+#define N_SETS (sizeof golden_stems / sizeof golden_stems[0])
 /* DPM2 a's midpoint sigmas are exp(mean(log sigma, log sigma_down)) with
  * sigma_down = sqrt(next^2 - up^2): a cancellation that multiplies the 1-ulp
  * differences of torch's fp32 sqrt (not correctly rounded on this CPU) by
  * (sigma_i/sigma_{i+1})^2, so their timesteps match to about 2e-4 absolute
- * only (diffusers has the same sensitivity; docs/samplers.md). */
-#define DPM2_A_MID_TIMESTEP_ABS 2e-4
+ * only (diffusers has the same sensitivity; docs/samplers.md). DPM++ 2S a's
+ * midpoint sigmas, exp(-(t + h/2)) with t = -log sigma, go through the same
+ * fp32 log/exp round trip, where torch's scalar log differs from glibc's by
+ * 1 ulp for some inputs: measured up to 1.2e-4 absolute (2 ulps of t near
+ * 1000, 2e-6 relative). Both are odd model evaluations. */
+#define MID_TIMESTEP_ABS 2e-4
 
-static cJSON *index_json;
-static st_file *goldens;
+static cJSON *index_json[N_SETS];
+static st_file *golden_files[N_SETS];
+static st_file *goldens; /* the set whose case runs */
 
 /* A golden tensor as fp32 (malloc'd copy), its length in *n; NULL if absent. */
 static float *tensor(const char *name, size_t *n)
@@ -118,6 +127,7 @@ static void assert_close_each(const float *got, const float *want, size_t n, dou
 static void test_training_table_matches_torch_bit_for_bit(void **state)
 {
     const sd_train_schedule *s = sd_train_schedule_sdxl();
+    goldens = golden_files[0];
     size_t n;
     float *betas = tensor("table.betas", &n), *acp = tensor("table.alphas_cumprod", &n);
     float *sigmas = tensor("table.sigmas", &n);
@@ -171,7 +181,10 @@ static void run_case(const cJSON *c, sampler_stats *stats)
     float *noise = case_tensor(id, "noise", &nz);
     if ((size_t)plan.n_evals != nt) fail_msg("%s: %d model calls, diffusers %zu", label, plan.n_evals, nt);
     assert_close_each(plan.timesteps, timesteps, nt, 1e-6,
-                      choice.sampler == SD_SAMPLER_DPM2_A ? DPM2_A_MID_TIMESTEP_ABS : 0.0, "timestep", label);
+                      choice.sampler == SD_SAMPLER_DPM2_A || choice.sampler == SD_SAMPLER_DPMPP_2S_A
+                          ? MID_TIMESTEP_ABS
+                          : 0.0,
+                      "timestep", label);
     if (sigmas) { /* DDIM and LCM have none */
         if ((size_t)plan.n_sigmas != ns) fail_msg("%s: %d sigmas, diffusers %zu", label, plan.n_sigmas, ns);
         assert_close_each(plan.sigmas, sigmas, ns, 1e-6, 0.0, "sigma", label);
@@ -197,18 +210,20 @@ static void run_case(const cJSON *c, sampler_stats *stats)
     free(timesteps), free(sigmas), free(x), free(final), free(noise);
 }
 
-static void test_every_case_matches_diffusers(void **state)
+static void test_every_case_matches_its_reference(void **state)
 {
-    const cJSON *cases = cJSON_GetObjectItem(index_json, "cases");
-    assert_true(cJSON_GetArraySize(cases) > 100);
+    assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(index_json[0], "cases")) > 100);
     sampler_stats stats[SD_SAMPLER_COUNT] = {0};
-    const cJSON *c;
-    cJSON_ArrayForEach(c, cases) {
-        sd_sampler_choice choice;
-        char err[512];
-        assert_int_equal(sd_sampler_parse(cJSON_GetObjectItem(c, "sampler")->valuestring, NULL,
-                                          &choice, err, sizeof err), 0);
-        run_case(c, &stats[choice.sampler]);
+    for (size_t k = 0; k < N_SETS; k++) {
+        goldens = golden_files[k];
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(index_json[k], "cases")) {
+            sd_sampler_choice choice;
+            char err[512];
+            assert_int_equal(sd_sampler_parse(cJSON_GetObjectItem(c, "sampler")->valuestring, NULL,
+                                              &choice, err, sizeof err), 0);
+            run_case(c, &stats[choice.sampler]);
+        }
     }
     for (int s = 0; s < SD_SAMPLER_COUNT; s++) {
         assert_true(stats[s].cases >= 4); /* every sampler is covered */
@@ -327,20 +342,26 @@ static void test_guidance_without_cfg_runs_cond_batch_only(void **state)
 
 static int setup(void **state)
 {
-    size_t len;
-    char *text = tu_read_file(GOLDEN_JSON, &len);
-    if (!text) return -1;
-    index_json = cJSON_Parse(text);
-    free(text);
-    char err[256];
-    if (!index_json || st_open(GOLDEN_ST, &goldens, err, sizeof err)) return -1;
+    for (size_t k = 0; k < N_SETS; k++) {
+        char path[128], err[256];
+        size_t len;
+        snprintf(path, sizeof path, "tests/data/%s.json", golden_stems[k]);
+        char *text = tu_read_file(path, &len);
+        if (!text) return -1;
+        index_json[k] = cJSON_Parse(text);
+        free(text);
+        snprintf(path, sizeof path, "tests/data/%s.safetensors", golden_stems[k]);
+        if (!index_json[k] || st_open(path, &golden_files[k], err, sizeof err)) return -1;
+    }
     return 0;
 }
 
 static int teardown(void **state)
 {
-    cJSON_Delete(index_json);
-    st_close(goldens);
+    for (size_t k = 0; k < N_SETS; k++) {
+        cJSON_Delete(index_json[k]);
+        st_close(golden_files[k]);
+    }
     return 0;
 }
 
@@ -348,7 +369,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_training_table_matches_torch_bit_for_bit),
-        cmocka_unit_test(test_every_case_matches_diffusers),
+        cmocka_unit_test(test_every_case_matches_its_reference),
         cmocka_unit_test(test_sgm_uniform_and_simple_plan_as_trailing),
         cmocka_unit_test(test_euler_leading_matches_documented_values),
         cmocka_unit_test(test_callback_stop_is_returned),

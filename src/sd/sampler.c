@@ -56,6 +56,9 @@ static const sampler_info samplers[SD_SAMPLER_COUNT] = {
     /* LCMScheduler picks its timesteps among original_inference_steps = 50 */
     [SD_SAMPLER_LCM] = {"LCM", "LCMScheduler", {"lcm"}, 1, OWN_SCHEDULE, SD_SCHEDULE_LEADING,
                         &sd_lcm_ops, 50},
+    /* no diffusers class: k-diffusion's sample_dpmpp_2s_ancestral, as A1111 runs it */
+    [SD_SAMPLER_DPMPP_2S_A] = {"DPM++ 2S a", NULL, {"dpmpp_2s_ancestral", "k_dpmpp_2s_a", "dpm++2s_a"}, 1,
+                               ALL_SCHEDULES, SD_SCHEDULE_KARRAS, &sd_dpmpp_2s_a_ops},
 };
 
 /* Known names we do not run, with the reason. */
@@ -68,9 +71,9 @@ static const refused_info refused[] = {
     {{"DPM++ SDE", "dpmpp_sde", "dpmpp_sde_gpu", "k_dpmpp_sde", "DPMSolverSDEScheduler"},
      "its diffusers version (DPMSolverSDEScheduler) draws noise from torchsde's Brownian "
      "tree seeded separately from the image generator, which cannot be reproduced here"},
-    {{"DPM++ 2S a", "dpmpp_2s_ancestral", "k_dpmpp_2s_a", "DPMSolverSinglestepScheduler"},
-     "diffusers has no ancestral single-step DPM++ solver (its scheduler table lists "
-     "DPM++ 2S a as N/A), so there is no reference to match"},
+    {{"DPMSolverSinglestepScheduler"},
+     "it is diffusers' deterministic single-step DPM-Solver, which is not DPM++ 2S a (that one is "
+     "ancestral: use \"DPM++ 2S a\"), and it is not implemented"},
     {{"DPM fast", "dpm_fast", "DPM adaptive", "dpm_adaptive"},
      "diffusers has no equivalent scheduler"},
 };
@@ -145,7 +148,7 @@ static int find_sampler(const char *s, size_t len)
     }
     /* The diffusers class name picks the class's plain sampler. */
     for (int i = 0; i < SD_SAMPLER_COUNT; i++)
-        if (name_is(s, len, samplers[i].diffusers)) return i;
+        if (samplers[i].diffusers && name_is(s, len, samplers[i].diffusers)) return i;
     return -1;
 }
 
@@ -407,10 +410,14 @@ int sd_sampler_run(const sd_plan *p, const sd_sample_io *io, float *x)
 /* ---- img2img -------------------------------------------------------------- */
 
 /* scheduler.order: the second-order k-diffusion classes list every interior
- * timestep twice (Heun, KDPM2, KDPM2Ancestral). */
+ * timestep twice (Heun, KDPM2, KDPM2Ancestral); DPM++ 2S a evaluates the
+ * model twice in every step but the last. */
 static int scheduler_order(sd_sampler_id id)
 {
-    return id == SD_SAMPLER_HEUN || id == SD_SAMPLER_DPM2 || id == SD_SAMPLER_DPM2_A ? 2 : 1;
+    return id == SD_SAMPLER_HEUN || id == SD_SAMPLER_DPM2 || id == SD_SAMPLER_DPM2_A ||
+                   id == SD_SAMPLER_DPMPP_2S_A
+               ? 2
+               : 1;
 }
 
 int sd_plan_strength_begin(const sd_plan *p, double strength, int *steps_run)
@@ -441,8 +448,9 @@ void sd_sampler_add_noise(const sd_plan *p, int begin, const float *x0, const fl
         for (size_t j = 0; j < n; j++) x[j] = alpha_t * x0[j] + sigma_t * noise[j];
         break;
     }
-    default: { /* the k-diffusion classes: x0 + noise * sigma */
-        float sigma = p->sigmas[begin];
+    default: { /* the k-diffusion classes: x0 + noise * sigma; DPM++ 2S a's sigmas are per
+                * step, and step i starts at evaluation 2i */
+        float sigma = p->sigmas[p->choice.sampler == SD_SAMPLER_DPMPP_2S_A ? begin / 2 : begin];
         for (size_t j = 0; j < n; j++) x[j] = x0[j] + noise[j] * sigma;
         break;
     }

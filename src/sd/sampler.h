@@ -6,7 +6,9 @@
  * (scaled_linear 0.00085..0.012, timestep_spacing "leading", steps_offset 1)
  * plus the options each pair needs, as StableDiffusionXLPipeline runs them
  * (init_noise_sigma, scale_model_input, step). docs/samplers.md has the table
- * name -> diffusers class and config.
+ * name -> diffusers class and config. DPM++ 2S a, which diffusers lacks,
+ * matches k-diffusion's sample_dpmpp_2s_ancestral as A1111 runs it instead
+ * (sd/samplers/dpmpp_2s_a.c).
  *
  * A sampler sees only two callbacks:
  *   - the denoiser: eps for a model input x_in at timestep t (the float the
@@ -39,6 +41,7 @@ typedef enum {
     SD_SAMPLER_DDIM,
     SD_SAMPLER_UNIPC,
     SD_SAMPLER_LCM,
+    SD_SAMPLER_DPMPP_2S_A,
     SD_SAMPLER_COUNT
 } sd_sampler_id;
 
@@ -72,23 +75,28 @@ typedef struct {
  *   - schedule labels: Automatic, Normal/discrete/leading, trailing,
  *     Uniform/linspace, Karras, Exponential, Beta, SGM Uniform, Simple.
  * Automatic picks the sampler's A1111 default (Karras for DPM++ 2M, DPM2,
- * DPM2 a; Exponential for the SDE samplers; diffusers' leading otherwise).
+ * DPM2 a, DPM++ 2S a; Exponential for the SDE samplers; diffusers' leading
+ * otherwise).
  * Returns 0, or -1 with a one-line message in err: an unknown name lists the
  * valid ones; a known but unsupported sampler or pair says why. */
 int sd_sampler_parse(const char *sampler, const char *schedule, sd_sampler_choice *out,
                      char *err, size_t errlen);
 
 const char *sd_sampler_label(sd_sampler_id id);         /* A1111 name: "DPM++ 2M" */
-const char *sd_sampler_diffusers_class(sd_sampler_id id); /* "DPMSolverMultistepScheduler" */
+/* "DPMSolverMultistepScheduler"; NULL for DPM++ 2S a, which has none. */
+const char *sd_sampler_diffusers_class(sd_sampler_id id);
 const char *sd_schedule_label(sd_schedule_type s);       /* A1111 label: "Karras" */
 int sd_sampler_is_stochastic(sd_sampler_id id);
 /* 1 if diffusers' class for the sampler supports the schedule. */
 int sd_sampler_supports(sd_sampler_id id, sd_schedule_type s);
 
 /* What a run will do: the timesteps passed to the model, one per model
- * evaluation (Heun, DPM2 and DPM2 a evaluate 2N-1 times), and the scheduler's
- * sigma array (diffusers' scheduler.sigmas; for DDIM and LCM, which have none,
- * the sigma of each timestep then 0). */
+ * evaluation (Heun, DPM2, DPM2 a and DPM++ 2S a evaluate 2N-1 times), and the
+ * scheduler's sigma array (diffusers' scheduler.sigmas; for DDIM and LCM,
+ * which have none, the sigma of each timestep then 0; for DPM++ 2S a the
+ * sigma list k-diffusion is given, one per step then 0: its midpoint sigmas
+ * appear only as timesteps). init_noise_sigma is sigmas[0] for DPM++ 2S a,
+ * as A1111 starts k-diffusion samplers. */
 typedef struct {
     sd_sampler_choice choice;
     int steps;
@@ -133,13 +141,17 @@ int sd_sampler_run(const sd_plan *p, const sd_sample_io *io, float *x);
  * sd_plan_strength_begin: init = min(int(steps * strength), steps) steps are
  * run (*steps_run), starting at model evaluation
  * begin = (steps - init) * scheduler.order (order 2 for Heun, DPM2, DPM2 a,
- * whose plans list every interior timestep twice). strength is a double so
+ * whose plans list every interior timestep twice, and for DPM++ 2S a, which
+ * evaluates the model twice in every step but the last: begin is then the
+ * first evaluation of step steps - init). strength is a double so
  * that int() truncates the same product Python does (10 * 0.7 -> 7). With
  * *steps_run == 0 nothing would be denoised (diffusers fails there).
  *
  * sd_sampler_add_noise: scheduler.add_noise at the first timestep run:
  *   k-diffusion classes (Euler, Euler a, Heun, DPM2, DPM2 a, LMS):
  *       x = x0 + noise * sigmas[begin]
+ *   DPM++ 2S a: x = x0 + noise * sigmas[begin / 2], the sigma of step
+ *       steps - init, as k-diffusion samplers start from sigmas[step:]
  *   DPMSolverMultistep and UniPC: x = alpha_t x0 + sigma_t noise with
  *       alpha_t = 1/sqrt(sigma^2 + 1), sigma_t = sigma alpha_t, sigma = sigmas[begin]
  *   DDIM and LCM: x = sqrt(acp[t]) x0 + sqrt(1 - acp[t]) noise, t = timesteps[begin]

@@ -25,7 +25,7 @@ typedef struct {
 
 extern const sd_sampler_ops sd_euler_ops, sd_euler_a_ops, sd_heun_ops, sd_dpm2_ops,
     sd_dpm2_a_ops, sd_dpmpp_2m_ops, sd_dpmpp_2m_sde_ops, sd_dpmpp_3m_sde_ops, sd_lms_ops,
-    sd_ddim_ops, sd_unipc_ops, sd_lcm_ops;
+    sd_ddim_ops, sd_unipc_ops, sd_lcm_ops, sd_dpmpp_2s_a_ops;
 
 /* diffusers' timestep_spacing for a schedule type (Karras, exponential and
  * beta keep the SDXL config's "leading"). */
@@ -33,7 +33,8 @@ sd_spacing sd_schedule_spacing(sd_schedule_type s);
 
 /* Timesteps and sigmas (count returned, descending, without the final 0) of
  * the k-diffusion-style classes (EulerDiscrete, Heun, LMS, KDPM2, KDPM2
- * Ancestral): spaced timesteps and interpolated sigmas; Karras, exponential
+ * Ancestral; DPM++ 2S a takes EulerDiscrete's): spaced timesteps and
+ * interpolated sigmas; Karras, exponential
  * and beta span the spaced sigmas' range and take t = _sigma_to_t(sigma),
  * rounded for Karras when round_karras (KDPM2). t and sigma hold steps + 1. */
 int sd_discrete_schedule(sd_schedule_type s, int steps, int round_karras, double *t, double *sigma);
