@@ -1,6 +1,7 @@
 /* One UNet evaluation on a real-size SDXL checkpoint, as a sampler step runs it:
- *   bench_unet_step CHECKPOINT [LATENT_H LATENT_W BATCH RUNS]
- *   (defaults 64 64 2 1: a 512^2 CFG step; 128 128 1 1 is one 1024^2 pass)
+ *   bench_unet_step CHECKPOINT [LATENT_H LATENT_W BATCH RUNS [direct]]
+ *   (defaults 64 64 2 1: a 512^2 CFG step; 128 128 1 1 is one 1024^2 pass;
+ *   "direct" runs 3x3 convs as im2col + sgemm instead of Winograd)
  * Prints the time of each pass and the median s/pass, the achieved GFLOP/s
  * (sd_unet_flops x batch, 77 context tokens), the backend's peak of live
  * activations + scratch, OpenBLAS sgemm's GFLOP/s measured in the same run
@@ -8,6 +9,7 @@
  * weights count as they are touched). Fixed pseudo-random inputs. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bench.h"
 #include "sd/checkpoint.h"
@@ -73,7 +75,7 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("open + bind: %.2f s\n", bench_now() - t0);
-    sd_backend *be = sd_backend_cpu_new(NULL);
+    sd_backend *be = sd_backend_cpu_new(&(sd_cpu_options){.direct_conv = argc > 6 && !strcmp(argv[6], "direct")});
     printf("backend: %s\n", sd_backend_describe(be));
     const sdxl_unet_hparams *uh = &hp.unet;
     sd_tensor *x = uploaded(be, 4, (const int64_t[]){batch, uh->in_channels, h, w},

@@ -201,6 +201,8 @@ static const conv_case conv_cases[] = {
     {1, 3, 7, 5, 2, 1, 1, 2, 0, 0, 0, 0},     /* 1x1 stride 2 (im2col path) */
     {1, 2, 10, 12, 3, 3, 3, 1, 1, 1, 1, 1},   /* several row tiles under the small-tile backends */
     {1, 9, 4, 4, 33, 3, 3, 1, 2, 2, 2, 2},    /* padding wider than the kernel's reach */
+    {2, 24, 11, 13, 20, 3, 3, 1, 1, 1, 1, 1}, /* Winograd: odd output edges, bands across the batch */
+    {1, 5, 6, 7, 3, 3, 3, 1, 0, 2, 1, 0},     /* Winograd: asymmetric padding */
 };
 
 static void run_conv_cases(sd_backend *be)
@@ -225,6 +227,20 @@ static void test_conv2d_row_tiles_match_reference(void **state)
     const size_t budgets[] = {1, 18 * 12 * 4 * 3};
     for (size_t i = 0; i < sizeof budgets / sizeof *budgets; i++) {
         sd_backend *be = sd_backend_cpu_new(&(sd_cpu_options){.conv_tile_bytes = budgets[i]});
+        run_conv_cases(be);
+        sd_backend_free(be);
+    }
+}
+
+/* 3x3 stride-1 convs run Winograd F(2x2, 3x3) by default; direct_conv
+ * forces im2col + sgemm for them too. Both match the reference, and a 1-byte
+ * band budget (one tile per band) and a 7-tile band still do. */
+static void test_conv2d_winograd_and_direct_match_reference(void **state)
+{
+    const sd_cpu_options opts[] = {{.direct_conv = 1}, {.conv_tile_bytes = 1},
+                                   {.conv_tile_bytes = 7 * 16 * (24 + 20) * sizeof(float)}};
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+        sd_backend *be = sd_backend_cpu_new(&opts[i]);
         run_conv_cases(be);
         sd_backend_free(be);
     }
@@ -282,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_linear_reads_unaligned_f32_weights),
         cmocka_unit_test(test_conv2d_matches_reference),
         cmocka_unit_test(test_conv2d_row_tiles_match_reference),
+        cmocka_unit_test(test_conv2d_winograd_and_direct_match_reference),
         cmocka_unit_test(test_conv2d_rejects_mismatched_shapes),
         cmocka_unit_test(test_load_weight_and_embedding),
     };

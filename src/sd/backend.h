@@ -22,8 +22,9 @@
  *   intermediate as soon as its last reader has run, and the peak is the
  *   largest live set plus the backend's scratch. Scratch is per backend,
  *   reused across ops and bounded per op: a widened copy of the layer's weight
- *   (the largest SDXL layer, 1280x2560x3x3, is 118 MB in fp32), one im2col row
- *   tile (SD_CPU_CONV_TILE_BYTES), and per-thread attention tiles. sd_backend_mem
+ *   (the largest SDXL layer, 1280x2560x3x3, is 118 MB in fp32; its Winograd
+ *   transform 210 MB), one im2col row tile or Winograd band
+ *   (SD_CPU_CONV_TILE_BYTES), and per-thread attention tiles. sd_backend_mem
  *   reports live, peak and scratch bytes; sd_backend_trim drops the scratch.
  *
  * Errors (sticky)
@@ -72,12 +73,13 @@ typedef struct {
 typedef struct {
     int threads;               /* > 0: also set as the process's OpenMP and OpenBLAS thread
                                   counts; <= 0: OpenMP's default (OMP_NUM_THREADS or cores) */
-    size_t conv_tile_bytes;    /* im2col tile budget (default SD_CPU_CONV_TILE_BYTES) */
+    size_t conv_tile_bytes;    /* im2col tile / Winograd band budget (default SD_CPU_CONV_TILE_BYTES) */
+    int direct_conv;           /* 1: im2col + sgemm for 3x3 stride-1 convs too (no Winograd) */
     int attn_q_block;          /* attention query rows per tile (default 128) */
     int attn_k_block;          /* attention key rows per tile (default 512) */
 } sd_cpu_options;
 
-#define SD_CPU_CONV_TILE_BYTES ((size_t)16 << 20)
+#define SD_CPU_CONV_TILE_BYTES ((size_t)64 << 20)
 
 /* fp32 on host memory; OpenBLAS sgemm for every GEMM, OpenMP for the rest.
  * opts may be NULL. Returns NULL only when out of memory. */

@@ -167,6 +167,7 @@ sd_backend *sd_backend_cpu_new(const sd_cpu_options *opts)
     }
     st->threads = o.threads > 0 ? o.threads : omp_get_max_threads();
     st->conv_tile_bytes = o.conv_tile_bytes ? o.conv_tile_bytes : SD_CPU_CONV_TILE_BYTES;
+    st->direct_conv = o.direct_conv;
     st->attn_q_block = o.attn_q_block > 0 ? o.attn_q_block : 128;
     st->attn_k_block = o.attn_k_block > 0 ? o.attn_k_block : 512;
     if (o.threads > 0) {   /* OpenMP OpenBLAS sizes its own regions by omp_get_max_threads() */

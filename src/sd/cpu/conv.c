@@ -3,7 +3,9 @@
  * The im2col matrix is built one tile of output rows at a time, so its memory
  * is bounded by conv_tile_bytes (a full im2col of a 1024^2 VAE 3x3 conv would
  * be ~9 GB); each tile is one sgemm writing straight into y's rows (ldc =
- * Ho*Wo). 1x1 stride-1 unpadded convs skip im2col: col is x itself. */
+ * Ho*Wo). 1x1 stride-1 unpadded convs skip im2col: col is x itself.
+ * 3x3 stride-1 convs go to Winograd F(2x2, 3x3) (winograd.c) unless the
+ * backend was made with direct_conv. */
 #include "sd/cpu/cpu.h"
 
 #include <cblas.h>
@@ -88,6 +90,8 @@ int cpu_conv2d(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight
 {
     conv_shape s = {x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2], w->shape[3],
                     y->shape[2], y->shape[3], *g};
+    if (s.kh == 3 && s.kw == 3 && g->stride == 1 && !cpu_of(be)->direct_conv)
+        return cpu_conv2d_winograd(be, y, x, w, b, g);
     int pointwise = is_pointwise(&s);
     int64_t k = s.cin * s.kh * s.kw, plane = s.ho * s.wo, rows = pointwise ? s.ho : tile_rows(be, &s);
     if (cpu_blas_dims(be, "sd_conv2d", 3, (const int64_t[]){s.cout, k, plane})) return -1;

@@ -13,10 +13,10 @@
 
 /* Scratch buffers, one per purpose so that an op can hold several at once. */
 typedef enum {
-    CPU_SCRATCH_WEIGHT,  /* the layer's weight widened to fp32 */
+    CPU_SCRATCH_WEIGHT,  /* the layer's weight widened to fp32 (Winograd: transformed) */
     CPU_SCRATCH_BIAS,    /* bias / gamma widened */
     CPU_SCRATCH_BETA,    /* beta widened */
-    CPU_SCRATCH_COL,     /* one im2col row tile */
+    CPU_SCRATCH_COL,     /* one im2col row tile, or one Winograd band */
     CPU_SCRATCH_THREADS, /* per-thread tiles (attention) */
     CPU_SCRATCH_COUNT
 } cpu_scratch_slot;
@@ -24,6 +24,7 @@ typedef enum {
 typedef struct {
     int threads;
     size_t conv_tile_bytes;
+    int direct_conv;
     int attn_q_block, attn_k_block;
     float *scratch[CPU_SCRATCH_COUNT];
     size_t scratch_floats[CPU_SCRATCH_COUNT];
@@ -106,6 +107,8 @@ int cpu_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight
                int w_is_kn);
 int cpu_conv2d(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b,
                const sd_conv_geom *g);
+int cpu_conv2d_winograd(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b,
+                        const sd_conv_geom *g);
 int cpu_group_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, int groups, float eps,
                    const sd_weight *gamma, const sd_weight *beta, sd_act act);
 int cpu_layer_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, float eps, const sd_weight *gamma,
