@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sd/safetensors.h"
 #include "st_writer.h"
@@ -181,6 +182,57 @@ static void test_every_dtype_round_trips_through_mmap_and_memory(void **state)
     assert_ptr_equal(st_find(f, "f32")->data, b + st_data_offset(f)); /* no copy */
     st_close(f);
     free(b);
+}
+
+/* ---- releasing mapped pages -------------------------------------------------------- */
+
+/* This process's resident kB, counted by walking its page tables
+ * (smaps_rollup; statm's counters are per-CPU approximations). */
+static long resident_kb(void)
+{
+    long kb = -1;
+    char line[256];
+    FILE *fp = fopen("/proc/self/smaps_rollup", "r");
+    assert_non_null(fp);
+    while (fgets(line, sizeof line, fp))
+        if (sscanf(line, "Rss: %ld kB", &kb) == 1) break;
+    fclose(fp);
+    assert_true(kb >= 0);
+    return kb;
+}
+
+/* st_release_pages drops the whole pages of the named tensors from the
+ * resident set; their values read back unchanged afterwards; a prefix that
+ * matches nothing and a file opened from memory drop nothing. */
+static void test_release_pages_shrinks_rss_and_keeps_data(void **state)
+{
+    enum { N = 1 << 20 };   /* 4 MB of F32 per tensor */
+    float *v = malloc(N * sizeof *v);
+    for (int i = 0; i < N; i++) v[i] = (float)i;
+    stw *w = stw_new();
+    stw_add_f32(w, "keep.a", "F32", 1, (int64_t[]){N}, v);
+    stw_add_f32(w, "drop.b", "F32", 1, (int64_t[]){N}, v);
+    size_t n;
+    uint8_t *b = stw_bytes(w, &n);
+    stw_free(w);
+    st_file *f = open_bytes("release.safetensors", b, n);
+    assert_non_null(f);
+    const st_tensor *keep = st_find(f, "keep.a"), *drop = st_find(f, "drop.b");
+    assert_memory_equal(keep->data, v, N * sizeof *v);
+    assert_memory_equal(drop->data, v, N * sizeof *v);
+    long page = sysconf(_SC_PAGESIZE), before = resident_kb();
+    size_t dropped = st_release_pages(f, "drop.");
+    assert_true(dropped <= drop->nbytes && dropped + 2 * (size_t)page >= drop->nbytes);
+    long after = resident_kb();
+    if (before - after < (long)(dropped / 1024) * 9 / 10) fail_msg("rss %ld -> %ld kB, dropped %zu", before, after, dropped);
+    assert_int_equal(st_release_pages(f, "absent."), 0);
+    assert_memory_equal(drop->data, v, N * sizeof *v);   /* faulted back from the file */
+    st_close(f);
+    assert_int_equal(st_open_memory(b, n, NULL, &f, err, sizeof err), 0);
+    assert_int_equal(st_release_pages(f, ""), 0);
+    st_close(f);
+    free(b);
+    free(v);
 }
 
 /* ---- metadata, order, lookup, data area ------------------------------------------ */
@@ -517,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_paths_that_are_not_files),
         cmocka_unit_test(test_validate_file),
         cmocka_unit_test(test_unaligned_data_has_no_weight_view),
+        cmocka_unit_test(test_release_pages_shrinks_rss_and_keeps_data),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

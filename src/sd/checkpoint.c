@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define UNET "model.diffusion_model."
+#define UNET SDXL_UNET_PREFIX
 #define TE1 "conditioner.embedders.0.transformer.text_model."
 #define TE2 "conditioner.embedders.1.model."
 #define VAE "first_stage_model."

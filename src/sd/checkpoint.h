@@ -24,6 +24,9 @@
 
 #include "sd/safetensors.h"
 
+#define SDXL_UNET_PREFIX "model.diffusion_model."
+#define SDXL_TEXT_ENCODERS_PREFIX "conditioner.embedders."
+
 typedef enum {
     CKPT_EMPTY = 0,      /* no tensors at all */
     CKPT_UNKNOWN,        /* nothing recognisable */

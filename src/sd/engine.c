@@ -34,6 +34,7 @@ struct sd_engine {
     sd_vae *vae;
     sd_backend *be;
     sd_lora_stack *loras; /* created on the first sd_engine_set_loras */
+    bool keep_weights_resident;
 };
 
 const char *sd_status_name(sd_status s)
@@ -90,6 +91,7 @@ sd_status sd_engine_load(const char *path, const sd_engine_options *opts, sd_eng
     st = SD_ENOMEM;
     e->tok = sd_tokenizer_new();
     e->be = sd_backend_cpu_new(opts ? &opts->cpu : NULL);
+    e->keep_weights_resident = opts && opts->keep_weights_resident;
     if (!e->tok || !e->be) {
         fail(st, err, errlen, "engine: out of memory");
         goto failed;
@@ -584,11 +586,19 @@ static sd_status prepare_init_latents(gen_job *j, const sd_plan *plan, float *la
     return st;
 }
 
+/* The weights under `prefix` leave the resident set until next touched
+ * (sd_engine_options.keep_weights_resident). */
+static void release_weights(const sd_engine *e, const char *prefix)
+{
+    if (!e->keep_weights_resident) st_release_pages(e->file, prefix);
+}
+
 static sd_status run_job(gen_job *j, const sd_plan *plan, sd_image_out *out)
 {
     const sd_txt2img_params *p = j->p;
     double t0 = sd_now_seconds();
     if (prepare_conditioning(j)) return j->status;
+    release_weights(j->e, SDXL_TEXT_ENCODERS_PREFIX);
     out->prompt_tokens = j->cond_tokens, out->negative_tokens = j->uncond_tokens;
     out->unet_calls_per_eval = j->guided && !j->c_both.context ? 2 : 1;
     out->t_encode = sd_now_seconds() - t0;
@@ -606,6 +616,7 @@ static sd_status run_job(gen_job *j, const sd_plan *plan, sd_image_out *out)
     out->steps_done = j->steps_reported;
     double t2 = sd_now_seconds();
     out->t_denoise = t2 - t1;
+    release_weights(j->e, SDXL_UNET_PREFIX);
     if (st == SD_OK) st = decode(j, latents, out->rgb);
     free(latents);
     out->t_decode = sd_now_seconds() - t2;

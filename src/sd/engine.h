@@ -70,6 +70,13 @@ const char *sd_status_name(sd_status s); /* "ok", "invalid", "out of memory", ..
 
 typedef struct {
     sd_cpu_options cpu; /* backend tunables; zero fields take the defaults */
+    /* 0 (default): after encoding the prompts, and again before decoding,
+     * the process drops its mapping of the text encoders' and the UNet's
+     * file pages (st_release_pages): the page cache keeps them, the next job
+     * maps them back on first touch, and the peak RSS of a job is the UNet
+     * or the VAE stage alone, not all weights at once. 1 keeps every page
+     * mapped (LoRA-merged tensors live in the heap and are always kept). */
+    int keep_weights_resident;
 } sd_engine_options;
 
 /* Opens the checkpoint (sdxl_checkpoint_open: mapped, validated), binds the

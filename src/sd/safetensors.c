@@ -778,6 +778,20 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen)
     return 0;
 }
 
+size_t st_release_pages(const st_file *f, const char *prefix)
+{
+    if (!f->mapped) return 0;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), dropped = 0;
+    size_t plen = strlen(prefix);
+    for (size_t i = 0; i < f->count; i++) {
+        const st_tensor *t = &f->tensors[i];
+        if (strncmp(t->name, prefix, plen)) continue;
+        uintptr_t lo = ((uintptr_t)t->data + page - 1) / page * page, hi = ((uintptr_t)t->data + t->nbytes) / page * page;
+        if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0) dropped += hi - lo;
+    }
+    return dropped;
+}
+
 void st_close(st_file *f)
 {
     if (!f) return;

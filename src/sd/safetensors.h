@@ -84,6 +84,12 @@ int st_weight(const st_tensor *t, sd_weight *out, char *err, size_t errlen);
 uint64_t st_data_offset(const st_file *f);
 const uint8_t *st_data(const st_file *f, size_t *len);
 uint64_t st_file_size(const st_file *f);
+/* Drops this process's mapping of the pages that lie wholly inside tensors
+ * whose names start with `prefix` (madvise MADV_DONTNEED on the read-only
+ * file mapping): the resident set shrinks, the page cache keeps the data,
+ * and the next read faults the pages back in. Returns the bytes dropped; 0
+ * for files opened from memory. */
+size_t st_release_pages(const st_file *f, const char *prefix);
 const char *st_label(const st_file *f); /* path or label given at open */
 
 /* Writes "[1280, 2048]" into buf (truncated to buflen); returns buf. */
