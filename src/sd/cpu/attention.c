@@ -29,7 +29,7 @@ typedef struct { float *s, *o, *m, *l; } attn_tiles;
 /* Turns row i of the score tile into probabilities against the running max,
  * rescaling the row's running sum and output. `valid` leading keys count;
  * the rest are masked (causal) and get probability 0. */
-static void online_softmax_row(const attn_job *j, float *s, int64_t nkb, int64_t valid, float *m, float *l, float *o)
+CPU_VECTOR_CLONES static void online_softmax_row(const attn_job *j, float *s, int64_t nkb, int64_t valid, float *m, float *l, float *o)
 {
     if (valid <= 0) {
         memset(s, 0, (size_t)nkb * sizeof(float));

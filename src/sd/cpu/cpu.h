@@ -99,6 +99,16 @@ static inline float cpu_silu(float x) { return cpu_sigmoid_mul(x, 1.0f); }
 static inline float cpu_gelu(float x) { return x * 0.5f * (1.0f + cpu_erf(x * (float)M_SQRT1_2)); }
 static inline float cpu_quick_gelu(float x) { return cpu_sigmoid_mul(x, 1.702f); }
 
+/* Hot elementwise loops are compiled twice, for AVX2 and for the x86-64
+ * baseline, and the loader picks one per CPU (GCC function multiversioning).
+ * The arithmetic is the same (no FMA contraction: ISO C mode keeps
+ * -ffp-contract=off); only reduction order may differ in the last bit. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CPU_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CPU_VECTOR_CLONES
+#endif
+
 /* y[i] = act(x[i]) for i < n (y == x allowed). */
 void cpu_act_row(sd_act act, float *y, const float *x, int64_t n);
 

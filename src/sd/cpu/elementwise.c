@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-void cpu_act_row(sd_act act, float *y, const float *x, int64_t n)
+CPU_VECTOR_CLONES void cpu_act_row(sd_act act, float *y, const float *x, int64_t n)
 {
     switch (act) {
     case SD_ACT_NONE:
@@ -64,18 +64,19 @@ int cpu_fill(sd_backend *be, sd_tensor *y, float value)
     return 0;
 }
 
+CPU_VECTOR_CLONES static void geglu_row(float *y, const float *value, const float *gate, int64_t f)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < f; i++) y[i] = value[i] * cpu_gelu(gate[i]);
+}
+
 /* diffusers GEGLU (models/activations.py): hidden_states, gate = proj.chunk(2, -1);
  * hidden_states * gelu(gate). */
 int cpu_geglu(sd_backend *be, sd_tensor *y, const sd_tensor *x)
 {
     int64_t f = y->shape[y->ndim - 1], rows = sd_numel(y) / f;
 #pragma omp parallel for num_threads(cpu_of(be)->threads) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *value = x->data + r * 2 * f, *gate = value + f;
-        float *yr = y->data + r * f;
-#pragma omp simd
-        for (int64_t i = 0; i < f; i++) yr[i] = value[i] * cpu_gelu(gate[i]);
-    }
+    for (int64_t r = 0; r < rows; r++) geglu_row(y->data + r * f, x->data + r * 2 * f, x->data + r * 2 * f + f, f);
     return 0;
 }
 
