@@ -14,17 +14,20 @@
 #include "sd/text_encoder.h"
 #include "sd/tokenizer.h"
 
-static int encode(sd_backend *be, const sd_text_encoders *te, const sd_tokenizer *tok, const char *text,
-                  bool negative)
+/* Prompt and negative through the encoders as one batch, as the engine does. */
+static int encode_pair(sd_backend *be, const sd_text_encoders *te, const sd_tokenizer *tok, const char *prompt,
+                       const char *negative)
 {
     char err[512];
-    sd_prompt p;
-    sd_conditioning c;
-    if (sd_prompt_prepare(tok, text, strlen(text), NULL, &p, err, sizeof err)) return fprintf(stderr, "%s\n", err), -1;
-    int rc = sd_encode_prompt(be, te, &p, 0, negative, &c, err, sizeof err);
+    sd_prompt p[2];
+    sd_conditioning c[2];
+    const bool zero_if_empty[2] = {false, true};
+    if (sd_prompt_prepare(tok, prompt, strlen(prompt), NULL, &p[0], err, sizeof err)) return fprintf(stderr, "%s\n", err), -1;
+    if (sd_prompt_prepare(tok, negative, strlen(negative), NULL, &p[1], err, sizeof err)) return fprintf(stderr, "%s\n", err), -1;
+    int rc = sd_encode_prompts(be, te, p, 2, 0, zero_if_empty, c, err, sizeof err);
     if (rc) fprintf(stderr, "%s\n", err);
-    else sd_conditioning_free(&c);
-    sd_prompt_free(&p);
+    else sd_conditioning_free(&c[0]), sd_conditioning_free(&c[1]);
+    sd_prompt_free(&p[0]), sd_prompt_free(&p[1]);
     return rc;
 }
 
@@ -56,8 +59,8 @@ int main(int argc, char **argv)
     printf("backend: %s\n", sd_backend_describe(be));
     for (int r = 0; r < runs; r++) {
         double t0 = bench_now(), c0 = bench_clock(CLOCK_PROCESS_CPUTIME_ID);
-        if (encode(be, &te, tok, "a photo of an astronaut riding a horse on mars, highly detailed", false) ||
-            encode(be, &te, tok, "blurry, low quality", true))
+        if (encode_pair(be, &te, tok, "a photo of an astronaut riding a horse on mars, highly detailed",
+                        "blurry, low quality"))
             return 1;
         enc[r] = bench_now() - t0;
         enc_cpu[r] = bench_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;

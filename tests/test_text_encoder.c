@@ -133,6 +133,77 @@ static void test_every_golden_case(void **state)
     assert_true(n >= 14);
 }
 
+static void prepare(const char *text, int backtrack, bool negative, sd_prompt *p)
+{
+    char err[512];
+    sd_prompt_options opts = SD_PROMPT_OPTIONS_DEFAULT;
+    opts.comma_padding_backtrack = backtrack;
+    opts.strip_extra_networks = !negative;
+    assert_int_equal(sd_prompt_prepare(g.tok, text, strlen(text), &opts, p, err, sizeof err), 0);
+}
+
+/* The engine encodes a job's prompt and negative as one batch
+ * (sd_encode_prompts): every golden pair, encoded that way, matches both
+ * diffusers goldens. */
+static void test_golden_pairs_encoded_as_one_batch(void **state)
+{
+    const cJSON *c;
+    int n = 0;
+    cJSON_ArrayForEach(c, g.cases) {
+        const cJSON *neg = cJSON_GetObjectItem(c, "negative"), *tensors = cJSON_GetObjectItem(c, "tensors");
+        if (!cJSON_IsString(neg)) continue;
+        int backtrack = cJSON_GetObjectItem(c, "comma_padding_backtrack")->valueint;
+        sd_prompt p[2];
+        sd_conditioning out[2];
+        const bool zero_if_empty[2] = {false, true};
+        char err[512];
+        prepare(cJSON_GetObjectItem(c, "prompt")->valuestring, backtrack, false, &p[0]);
+        prepare(neg->valuestring, backtrack, true, &p[1]);
+        assert_int_equal(sd_encode_prompts(g.be, &g.te, p, 2, cJSON_GetObjectItem(c, "clip_skip")->valueint,
+                                           zero_if_empty, out, err, sizeof err), 0);
+        const char *names[2][2] = {{"cond_context", "cond_pooled"}, {"uncond_context", "uncond_pooled"}};
+        for (int i = 0; i < 2; i++) {
+            double e_ctx = rel_error(out[i].context, cJSON_GetObjectItem(tensors, names[i][0])->valuestring,
+                                     (size_t)out[i].n_tokens * out[i].width);
+            double e_pool = rel_error(out[i].pooled, cJSON_GetObjectItem(tensors, names[i][1])->valuestring,
+                                      (size_t)out[i].pooled_dim);
+            assert_true(e_ctx <= 1e-4 && e_pool <= 1e-4);
+            sd_conditioning_free(&out[i]);
+            sd_prompt_free(&p[i]);
+        }
+        n++;
+    }
+    assert_true(n >= 3);
+}
+
+/* A batch of three with a zeroed empty prompt between a two-chunk weighted
+ * prompt and a short one: each result is the one encoding it alone gives
+ * (the batch offsets, the zeroed slot and the per-prompt pooled vector). */
+static void test_batch_equals_prompts_alone(void **state)
+{
+    const char *texts[3] = {"(a red cat:1.3) on a mat, " "detailed fur, sharp focus, " "soft light, " "BREAK a blue sky",
+                            "", "[a dog]"};
+    const bool zero_if_empty[3] = {false, true, false};
+    sd_prompt p[3];
+    sd_conditioning batch[3], alone;
+    char err[512];
+    for (int i = 0; i < 3; i++) prepare(texts[i], 1, i == 1, &p[i]);
+    assert_true(p[0].n_chunks == 2);
+    assert_int_equal(sd_encode_prompts(g.be, &g.te, p, 3, 0, zero_if_empty, batch, err, sizeof err), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sd_encode_prompt(g.be, &g.te, &p[i], 0, zero_if_empty[i], &alone, err, sizeof err), 0);
+        assert_int_equal(batch[i].n_tokens, alone.n_tokens);
+        size_t n = (size_t)alone.n_tokens * alone.width;
+        assert_true(tu_rel_error(batch[i].context, alone.context, n) <= 1e-6);
+        assert_true(tu_rel_error(batch[i].pooled, alone.pooled, (size_t)alone.pooled_dim) <= 1e-6);
+        if (i == 1)
+            for (size_t k = 0; k < n; k++) assert_true(batch[i].context[k] == 0.0f);
+        sd_conditioning_free(&alone);
+        sd_conditioning_free(&batch[i]);
+        sd_prompt_free(&p[i]);
+    }
+}
+
 static void test_empty_negative_is_all_zero(void **state)
 {
     char err[256];
@@ -173,6 +244,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_golden_case),
+        cmocka_unit_test(test_golden_pairs_encoded_as_one_batch),
+        cmocka_unit_test(test_batch_equals_prompts_alone),
         cmocka_unit_test(test_empty_negative_is_all_zero),
         cmocka_unit_test(test_clip_skip_out_of_range_is_an_error),
         cmocka_unit_test(test_emphasis_restores_the_mean),

@@ -269,20 +269,40 @@ static bool cancel_requested(const gen_job *j)
     return j->p->cancel && atomic_load(j->p->cancel);
 }
 
-static int encode_one(gen_job *j, const char *text, bool negative, sd_conditioning *out, size_t *tokens)
+static int prepare_prompt(gen_job *j, const char *text, bool negative, sd_prompt *out)
 {
-    sd_engine *e = j->e;
     sd_prompt_options opts = SD_PROMPT_OPTIONS_DEFAULT;
     opts.strip_extra_networks = !negative; /* A1111 parses tags in the prompt only */
-    sd_prompt prompt;
-    if (sd_prompt_prepare(e->tok, text, strlen(text), &opts, &prompt, j->err, j->errlen)) {
-        j->status = status_of_message(j->err, SD_EINVALID);
+    if (!sd_prompt_prepare(j->e->tok, text, strlen(text), &opts, out, j->err, j->errlen)) return 0;
+    j->status = status_of_message(j->err, SD_EINVALID);
+    return -1;
+}
+
+/* The prompt (and with CFG the negative, zeroed when empty) through the text
+ * encoders as one batch: j->cond and j->uncond. */
+static int encode_prompts(gen_job *j)
+{
+    const char *neg = j->p->negative_prompt ? j->p->negative_prompt : "";
+    int n = j->guided ? 2 : 1;
+    sd_prompt prompts[2];
+    sd_conditioning out[2];
+    const bool zero_if_empty[2] = {false, true};
+    if (prepare_prompt(j, j->p->prompt, false, &prompts[0])) return -1;
+    if (n == 2 && prepare_prompt(j, neg, true, &prompts[1])) {
+        sd_prompt_free(&prompts[0]);
         return -1;
     }
-    *tokens = prompt.token_count;
-    int rc = sd_encode_prompt(e->be, &e->te, &prompt, j->p->clip_skip, negative, out, j->err, j->errlen);
-    sd_prompt_free(&prompt);
+    int rc = sd_encode_prompts(j->e->be, &j->e->te, prompts, n, j->p->clip_skip, zero_if_empty, out, j->err,
+                               j->errlen);
     if (rc) j->status = status_of_message(j->err, SD_EINTERNAL);
+    j->cond_tokens = prompts[0].token_count;
+    if (!rc) j->cond = out[0];
+    if (n == 2) {
+        j->uncond_tokens = prompts[1].token_count;
+        if (!rc) j->uncond = out[1];
+        sd_prompt_free(&prompts[1]);
+    }
+    sd_prompt_free(&prompts[0]);
     return rc;
 }
 
@@ -326,11 +346,9 @@ static void free_cond(sd_backend *be, unet_cond *c)
 /* Prompt and negative -> the UNet conditioning of the whole job. */
 static int prepare_conditioning(gen_job *j)
 {
-    const char *neg = j->p->negative_prompt ? j->p->negative_prompt : "";
     int b = j->batch;
-    if (encode_one(j, j->p->prompt, false, &j->cond, &j->cond_tokens)) return -1;
+    if (encode_prompts(j)) return -1;
     if (!j->guided) return upload_cond(j, &j->c_cond, &j->cond, &j->cond, b, b);
-    if (encode_one(j, neg, true, &j->uncond, &j->uncond_tokens)) return -1;
     if (j->uncond.n_tokens == j->cond.n_tokens) return upload_cond(j, &j->c_both, &j->uncond, &j->cond, b, 2 * b);
     return upload_cond(j, &j->c_uncond, &j->uncond, &j->uncond, b, b) ||
            upload_cond(j, &j->c_cond, &j->cond, &j->cond, b, b) ? -1 : 0;

@@ -83,49 +83,68 @@ static int alloc_conditioning(sd_conditioning *out, int n_tokens, int width, int
     return out->context && out->pooled ? 0 : -1;
 }
 
-int sd_encode_prompt(sd_backend *be, const sd_text_encoders *te, const sd_prompt *p, int clip_skip,
-                     bool zero_if_empty, sd_conditioning *out, char *err, size_t errlen)
+/* Emphasis on each chunk of one prompt, then its context rows and its pooled
+ * vector (the first chunk's) out of the batch's states. */
+static void gather_prompt(const sd_text_encoders *te, const sd_prompt *p, float *h1, float *h2,
+                          const float *pooled, sd_conditioning *out)
 {
     const sdxl_te_hparams *hl = &te->clip_l.hp, *hg = &te->clip_g.hp;
-    int n = clip_skip > 0 ? clip_skip : SD_CLIP_SKIP_DEFAULT;
-    memset(out, 0, sizeof *out);
-    if (n > sd_clip_skip_max(te)) {
+    int per = SD_TOK_CONTEXT;
+    for (size_t c = 0; c < p->n_chunks; c++) {
+        const float *w = p->chunks[c].weights;
+        if (all_ones(w, per)) continue;
+        sd_emphasis_original(h1 + c * per * hl->width, per, hl->width, w);
+        sd_emphasis_original(h2 + c * per * hg->width, per, hg->width, w);
+    }
+    interleave(out->context, h1, hl->width, h2, hg->width, p->n_chunks * per);
+    memcpy(out->pooled, pooled, sizeof(float) * hg->projection_dim);
+}
+
+int sd_encode_prompts(sd_backend *be, const sd_text_encoders *te, const sd_prompt *p, int n, int clip_skip,
+                      const bool *zero_if_empty, sd_conditioning *out, char *err, size_t errlen)
+{
+    const sdxl_te_hparams *hl = &te->clip_l.hp, *hg = &te->clip_g.hp;
+    int skip = clip_skip > 0 ? clip_skip : SD_CLIP_SKIP_DEFAULT, per = SD_TOK_CONTEXT, chunks = 0;
+    memset(out, 0, sizeof *out * (size_t)n);
+    if (skip > sd_clip_skip_max(te)) {
         snprintf(err, errlen, "clip_skip must be between 1 and %d (got %d)", sd_clip_skip_max(te), clip_skip);
         return -1;
     }
-    int chunks = (int)p->n_chunks, per = SD_TOK_CONTEXT;
-    if (alloc_conditioning(out, chunks * per, hl->width + hg->width, hg->projection_dim)) goto oom;
-    if (zero_if_empty && p->is_empty) return 0;
+    int first[n];   /* each encoded prompt's first chunk in the batch, -1 if zeroed */
+    for (int i = 0; i < n; i++) {
+        if (alloc_conditioning(&out[i], (int)p[i].n_chunks * per, hl->width + hg->width, hg->projection_dim))
+            goto oom;
+        first[i] = zero_if_empty[i] && p[i].is_empty ? -1 : chunks;
+        if (first[i] >= 0) chunks += (int)p[i].n_chunks;
+    }
+    if (!chunks) return 0;
 
     int32_t *ids_l = malloc(sizeof(int32_t) * chunks * per), *ids_g = malloc(sizeof(int32_t) * chunks * per);
     float *pooled = malloc(sizeof(float) * chunks * hg->projection_dim);
     float *h1 = NULL, *h2 = NULL;
     if (!ids_l || !ids_g || !pooled) goto fail;
-    for (int c = 0; c < chunks; c++) {
-        memcpy(ids_l + c * per, p->chunks[c].ids_l, sizeof(int32_t) * per);
-        memcpy(ids_g + c * per, p->chunks[c].ids_g, sizeof(int32_t) * per);
-    }
-    h1 = encode_chunks(be, &te->clip_l, ids_l, chunks, hl->layers + 1 - n, NULL);
-    h2 = h1 ? encode_chunks(be, &te->clip_g, ids_g, chunks, hg->layers + 1 - n, pooled) : NULL;
+    for (int i = 0; i < n; i++)
+        for (size_t c = 0; first[i] >= 0 && c < p[i].n_chunks; c++) {
+            memcpy(ids_l + (first[i] + c) * per, p[i].chunks[c].ids_l, sizeof(int32_t) * per);
+            memcpy(ids_g + (first[i] + c) * per, p[i].chunks[c].ids_g, sizeof(int32_t) * per);
+        }
+    h1 = encode_chunks(be, &te->clip_l, ids_l, chunks, hl->layers + 1 - skip, NULL);
+    h2 = h1 ? encode_chunks(be, &te->clip_g, ids_g, chunks, hg->layers + 1 - skip, pooled) : NULL;
     if (!h2) goto fail;
-    for (int c = 0; c < chunks; c++) {
-        const float *w = p->chunks[c].weights;
-        if (all_ones(w, per)) continue;
-        sd_emphasis_original(h1 + (size_t)c * per * hl->width, per, hl->width, w);
-        sd_emphasis_original(h2 + (size_t)c * per * hg->width, per, hg->width, w);
-    }
-    interleave(out->context, h1, hl->width, h2, hg->width, (size_t)chunks * per);
-    memcpy(out->pooled, pooled, sizeof(float) * hg->projection_dim);
+    for (int i = 0; i < n; i++)
+        if (first[i] >= 0)
+            gather_prompt(te, &p[i], h1 + (size_t)first[i] * per * hl->width, h2 + (size_t)first[i] * per * hg->width,
+                          pooled + (size_t)first[i] * hg->projection_dim, &out[i]);
     free(ids_l), free(ids_g), free(pooled), free(h1), free(h2);
     return 0;
 fail:
     snprintf(err, errlen, "text encoder failed: %s", sd_backend_error(be) ? sd_backend_error(be) : "out of memory");
     free(ids_l), free(ids_g), free(pooled), free(h1), free(h2);
-    sd_conditioning_free(out);
+    for (int i = 0; i < n; i++) sd_conditioning_free(&out[i]);
     return -1;
 oom:
     snprintf(err, errlen, "out of memory for the text conditioning");
-    sd_conditioning_free(out);
+    for (int i = 0; i < n; i++) sd_conditioning_free(&out[i]);
     return -1;
 }
 

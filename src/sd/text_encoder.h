@@ -41,13 +41,20 @@ void sd_text_encoders_release(sd_text_encoders *te);
  * layer's output, not the embeddings). */
 int sd_clip_skip_max(const sd_text_encoders *te);
 
-/* Encodes a prepared prompt. clip_skip n >= 1 takes hidden_states[-n] of both
- * encoders (1: last layer, 2: penultimate), 0 means SD_CLIP_SKIP_DEFAULT.
- * With zero_if_empty and an empty prompt (the negative-prompt rule of A1111's
- * force_zero_negative_prompt and diffusers' force_zeros_for_empty_prompt)
- * context and pooled are all zeros and nothing is encoded. */
-int sd_encode_prompt(sd_backend *be, const sd_text_encoders *te, const sd_prompt *p, int clip_skip,
-                     bool zero_if_empty, sd_conditioning *out, char *err, size_t errlen);
+/* Encodes n prepared prompts (a job's prompt and negative) into out[0..n).
+ * clip_skip k >= 1 takes hidden_states[-k] of both encoders (1: last layer,
+ * 2: penultimate), 0 means SD_CLIP_SKIP_DEFAULT. A prompt whose
+ * zero_if_empty[i] is set and that is empty (the negative-prompt rule of
+ * A1111's force_zero_negative_prompt and diffusers' force_zeros_for_empty_prompt)
+ * gets all-zero context and pooled and is not encoded. The chunks of all the
+ * other prompts go through each encoder as one batch: every layer's weight
+ * is widened once for the whole job, not once per prompt. On failure every
+ * out[i] is freed. */
+int sd_encode_prompts(sd_backend *be, const sd_text_encoders *te, const sd_prompt *p, int n, int clip_skip,
+                      const bool *zero_if_empty, sd_conditioning *out, char *err, size_t errlen);
+static inline int sd_encode_prompt(sd_backend *be, const sd_text_encoders *te, const sd_prompt *p, int clip_skip,
+                                   bool zero_if_empty, sd_conditioning *out, char *err, size_t errlen)
+{ return sd_encode_prompts(be, te, p, 1, clip_skip, &zero_if_empty, out, err, errlen); }
 void sd_conditioning_free(sd_conditioning *c);
 
 /* A1111's emphasis "Original" (modules/sd_emphasis.py EmphasisOriginal) on one
