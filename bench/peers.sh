@@ -37,7 +37,7 @@ out=bench/.peers/results
 bench/peers/setup.sh
 [ -f "$ckpt" ] || "$refpy" tools/reference/make_small_model.py --full
 [ -f "$loras/locon.safetensors" ] || "$refpy" tools/reference/make_bench_loras.py
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build-bench >/dev/null   # the build type the worker ships (RelWithDebInfo, -O2)
 cmake --build build-bench -j"$THREADS" >/dev/null
 mkdir -p "$out"
 cat "$ckpt" "$loras"/*.safetensors >/dev/null   # every stage starts from the page cache
