@@ -2,7 +2,8 @@
  *   bench_unet_step CHECKPOINT [LATENT_H LATENT_W BATCH RUNS [direct]]
  *   (defaults 64 64 2 1: a 512^2 CFG step; 128 128 1 1 is one 1024^2 pass;
  *   "direct" runs 3x3 convs as im2col + sgemm instead of Winograd)
- * Prints the time of each pass and the median s/pass, the achieved GFLOP/s
+ * Prints the time of each pass and the median s/pass, the wall time per op
+ * kind (sd_backend_profile), the achieved GFLOP/s
  * (sd_unet_flops x batch, 77 context tokens), the backend's peak of live
  * activations + scratch, OpenBLAS sgemm's GFLOP/s measured in the same run
  * (2048^3, the practical peak), and the process's peak RSS (the mmap'd fp16
@@ -85,6 +86,7 @@ int main(int argc, char **argv)
     sd_tensor *y = adm_input(be, uh, batch, h, w);
     sd_tensor *eps = sd_new4(be, batch, uh->out_channels, h, w);
     double times[MAX_RUNS];
+    sd_backend_profile(be, 1);
     for (int r = 0; r < runs; r++) {
         t0 = bench_now();
         if (sd_unet_forward(be, u, x, 500.0f, ctx, y, eps, err, sizeof err)) {
@@ -101,7 +103,8 @@ int main(int argc, char **argv)
     printf("latent %lldx%lld (image %lldx%lld), batch %lld: median %.2f s/pass, %.1f TFLOP, %.1f GFLOP/s\n",
            (long long)h, (long long)w, (long long)h * 8, (long long)w * 8, (long long)batch, med, flops * 1e-12,
            flops / med * 1e-9);
-    printf("unet_flop %.0f\n", flops);
+    printf("unet_flop %.0f\nop profile, summed over %d pass(es):\n", flops, runs);
+    sd_backend_profile_print(be, stdout);
     printf("backend peak (activations + scratch): %.1f MB\n", mem.peak_bytes / 1048576.0);
     printf("OpenBLAS sgemm %d^3: %.1f GFLOP/s\n", SGEMM_N, bench_sgemm_gflops(SGEMM_N));
     printf("peak_rss_mb %.1f\n", bench_peak_rss_mb());

@@ -1,12 +1,13 @@
 /* The backend API around the ops (sd/backend.h): tensor creation limits and
  * out-of-memory, reshape, upload/download, the sticky error (first message
  * kept, later ops skipped, clear re-arms), memory accounting (live, peak,
- * scratch, trim) and the backend's self-description. */
+ * scratch, trim), the backend's self-description and the op profile. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +132,37 @@ static void test_describe_names_blas_and_threads(void **state)
     sd_backend_free(be);
 }
 
+/* The op profile counts each compute op of a kind once per call, only while
+ * on, restarts from zero when turned on again, and prints largest first. */
+static void test_op_profile_counts_calls_per_kind(void **state)
+{
+    sd_backend *be = sd_backend_cpu_new(NULL);
+    sd_tensor *x = sd_new2(be, 4, 8), *y = sd_new2(be, 4, 8);
+    assert_int_equal(sd_fill(be, x, 0.5f), 0);
+    assert_int_equal(sd_silu(be, y, x), 0);   /* before profiling: not counted */
+    assert_int_equal(sd_backend_profile(be, 1), 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(sd_silu(be, y, x), 0);
+    assert_int_equal(sd_add(be, y, x, x), 0);
+    char buf[1024] = {0};
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    sd_backend_profile_print(be, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "op act"));
+    assert_non_null(strstr(buf, "3 calls"));
+    assert_non_null(strstr(buf, "op add/mul"));
+    assert_non_null(strstr(buf, "1 calls"));
+    assert_null(strstr(buf, "linear"));   /* kinds never called are not listed */
+    assert_int_equal(sd_backend_profile(be, 1), 0);   /* restart */
+    memset(buf, 0, sizeof buf);
+    f = fmemopen(buf, sizeof buf - 1, "w");
+    sd_backend_profile_print(be, f);
+    fclose(f);
+    assert_string_equal(buf, "");
+    assert_int_equal(sd_backend_profile(be, 0), 0);
+    sd_tensor_free(be, x), sd_tensor_free(be, y);
+    sd_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -139,6 +171,7 @@ int main(void)
         cmocka_unit_test(test_errors_are_sticky_until_cleared),
         cmocka_unit_test(test_memory_accounting),
         cmocka_unit_test(test_describe_names_blas_and_threads),
+        cmocka_unit_test(test_op_profile_counts_calls_per_kind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,10 @@
 /* The backend-independent half of sd/backend.h: tensor bookkeeping, the
  * sticky error, and the argument checks every op runs before it dispatches
  * to the backend's table (backend_impl.h). Checks live here once so that no
- * backend computes on a shape it was not meant for. */
+ * backend computes on a shape it was not meant for. Also the optional op
+ * profile (per-kind wall time of the dispatched ops) for the benchmarks. */
 #include "sd/backend_impl.h"
+#include "sd/clock.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,9 +30,77 @@ void sd_backend_clear_error(sd_backend *be) { be->failed = 0; be->err[0] = 0; }
 const char *sd_backend_name(const sd_backend *be) { return be->ops->name; }
 const char *sd_backend_describe(const sd_backend *be) { return be->ops->describe((sd_backend *)be); }
 
+/* ---- op profile ----------------------------------------------------------- */
+
+enum {
+    OP_LINEAR,
+    OP_CONV2D,
+    OP_GROUP_NORM,
+    OP_LAYER_NORM,
+    OP_SOFTMAX,
+    OP_ATTENTION,
+    OP_ACT,
+    OP_GEGLU,
+    OP_ADD_MUL,
+    OP_SCALE,
+    OP_UPSAMPLE,
+    OP_KINDS
+};
+static const char *const op_names[OP_KINDS] = {"linear", "conv2d", "group_norm", "layer_norm", "softmax", "attention", "act", "geglu", "add/mul", "scale", "upsample"};
+
+struct sd_op_profile {
+    double seconds[OP_KINDS];
+    long calls[OP_KINDS];
+};
+
+static double op_clock(const sd_backend *be) { return be->profile ? sd_now_seconds() : 0.0; }
+
+static int op_done(sd_backend *be, int kind, double t0, int rc)
+{
+    if (be->profile) {
+        be->profile->seconds[kind] += sd_now_seconds() - t0;
+        be->profile->calls[kind]++;
+    }
+    return rc;
+}
+
+/* Runs one op through the backend's table, timed when profiling. */
+#define OP_TIMED(be, kind, call)            \
+    do {                                    \
+        double t0_ = op_clock(be);          \
+        int rc_ = (call);                   \
+        return op_done(be, kind, t0_, rc_); \
+    } while (0)
+
+int sd_backend_profile(sd_backend *be, int on)
+{
+    free(be->profile);
+    be->profile = on ? calloc(1, sizeof *be->profile) : NULL;
+    return on && !be->profile ? -1 : 0;
+}
+
+void sd_backend_profile_print(const sd_backend *be, void *out)
+{
+    if (!be->profile) return;
+    const struct sd_op_profile *p = be->profile;
+    double total = 0.0;
+    int order[OP_KINDS];
+    for (int i = 0; i < OP_KINDS; i++) total += p->seconds[i], order[i] = i;
+    for (int i = 1; i < OP_KINDS; i++)   /* insertion sort, largest first */
+        for (int j = i; j > 0 && p->seconds[order[j]] > p->seconds[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+    for (int i = 0; i < OP_KINDS && p->calls[order[i]]; i++)
+        fprintf(out, "op %-10s %9.3f s %5.1f %% %7ld calls\n", op_names[order[i]], p->seconds[order[i]],
+                total > 0 ? 100.0 * p->seconds[order[i]] / total : 0.0, p->calls[order[i]]);
+}
+
 void sd_backend_free(sd_backend *be)
 {
-    if (be) be->ops->destroy(be);
+    if (!be) return;
+    free(be->profile);
+    be->ops->destroy(be);
 }
 
 void sd_backend_note_peak(sd_backend *be)
@@ -253,7 +323,7 @@ static int check_linear(sd_backend *be, const char *op, sd_tensor *y, const sd_t
     if (!shape_match)
         return sd_backend_fail(be, "%s: x %s, %s %s and y %s do not match (x[..., K] -> y[..., N], W %s)", op,
                                tshape(x).s, wname(w), wshape(w).s, tshape(y).s, w_is_kn ? "[K, N]" : "[N, K]");
-    return be->ops->linear(be, y, x, w, b, w_is_kn);
+    OP_TIMED(be, OP_LINEAR, be->ops->linear(be, y, x, w, b, w_is_kn));
 }
 
 int sd_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const sd_weight *b)
@@ -292,7 +362,7 @@ int sd_conv2d_pad(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_wei
                                tshape(x).s, wname(w), wshape(w).s, stride, (long long)x->shape[0],
                                (long long)w->shape[0], (long long)ho, (long long)wo, tshape(y).s);
     sd_conv_geom g = {stride, pad_left, pad_right, pad_top, pad_bottom};
-    return be->ops->conv2d(be, y, x, w, b, &g);
+    OP_TIMED(be, OP_CONV2D, be->ops->conv2d(be, y, x, w, b, &g));
 }
 
 /* ---- norms ------------------------------------------------------------------ */
@@ -312,7 +382,7 @@ int sd_group_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, int groups, 
     if (groups < 1 || c % groups != 0)
         return sd_backend_fail(be, "%s: %s has no channel dim divisible into %d groups", op, tshape(x).s, groups);
     if (vector_ok(be, op, gamma, c) || vector_ok(be, op, beta, c)) return -1;
-    return be->ops->group_norm(be, y, x, groups, eps, gamma, beta, act);
+    OP_TIMED(be, OP_GROUP_NORM, be->ops->group_norm(be, y, x, groups, eps, gamma, beta, act));
 }
 
 int sd_layer_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, float eps, const sd_weight *gamma,
@@ -322,13 +392,13 @@ int sd_layer_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, float eps, c
     if (ENTER(be, op, y, x) || need_same_shape(be, op, y, x)) return -1;
     int64_t c = x->shape[x->ndim - 1];
     if (vector_ok(be, op, gamma, c) || vector_ok(be, op, beta, c)) return -1;
-    return be->ops->layer_norm(be, y, x, eps, gamma, beta);
+    OP_TIMED(be, OP_LAYER_NORM, be->ops->layer_norm(be, y, x, eps, gamma, beta));
 }
 
 int sd_softmax(sd_backend *be, sd_tensor *y, const sd_tensor *x)
 {
     if (ENTER(be, "sd_softmax", y, x) || need_same_shape(be, "sd_softmax", y, x)) return -1;
-    return be->ops->softmax(be, y, x);
+    OP_TIMED(be, OP_SOFTMAX, be->ops->softmax(be, y, x));
 }
 
 /* ---- attention -------------------------------------------------------------- */
@@ -350,7 +420,7 @@ int sd_attention(sd_backend *be, sd_tensor *out, const sd_tensor *q, const sd_te
     if (!ok)
         return sd_backend_fail(be, "%s: q %s, k %s, v %s, out %s do not fit %d heads", op, tshape(q).s,
                                tshape(k).s, tshape(v).s, tshape(out).s, heads);
-    return be->ops->attention(be, out, q, k, v, heads, causal != 0);
+    OP_TIMED(be, OP_ATTENTION, be->ops->attention(be, out, q, k, v, heads, causal != 0));
 }
 
 /* ---- elementwise ------------------------------------------------------------ */
@@ -361,7 +431,7 @@ int sd_act_apply(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_act act)
     if (ENTER(be, op, y, x) || act_ok(be, op, act)) return -1;
     if (sd_numel(y) != sd_numel(x))
         return sd_backend_fail(be, "%s: output %s and input %s differ in size", op, tshape(y).s, tshape(x).s);
-    return be->ops->act(be, y, x, act);
+    OP_TIMED(be, OP_ACT, be->ops->act(be, y, x, act));
 }
 
 int sd_geglu(sd_backend *be, sd_tensor *y, const sd_tensor *x)
@@ -372,7 +442,7 @@ int sd_geglu(sd_backend *be, sd_tensor *y, const sd_tensor *x)
     int ok = y->ndim == x->ndim && x->shape[d] == 2 * y->shape[d];
     for (int i = 0; i < d && ok; i++) ok = x->shape[i] == y->shape[i];
     if (!ok) return sd_backend_fail(be, "%s: x %s must be y %s with the last dim doubled", op, tshape(x).s, tshape(y).s);
-    return be->ops->geglu(be, y, x);
+    OP_TIMED(be, OP_GEGLU, be->ops->geglu(be, y, x));
 }
 
 static int binary(sd_backend *be, const char *op, sd_tensor *y, const sd_tensor *a, const sd_tensor *b,
@@ -390,7 +460,7 @@ static int binary(sd_backend *be, const char *op, sd_tensor *y, const sd_tensor 
         if (bs[i] != 1 && bs[i] != a->shape[i])
             return sd_backend_fail(be, "%s: %s does not broadcast to %s", op, tshape(b).s, tshape(a).s);
     }
-    return be->ops->binary(be, y, a, b, bs, multiply);
+    OP_TIMED(be, OP_ADD_MUL, be->ops->binary(be, y, a, b, bs, multiply));
 }
 
 int sd_add(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b) { return binary(be, "sd_add", y, a, b, 0); }
@@ -399,7 +469,7 @@ int sd_mul(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b)
 int sd_scale(sd_backend *be, sd_tensor *y, const sd_tensor *x, float alpha)
 {
     if (ENTER(be, "sd_scale", y, x) || need_same_shape(be, "sd_scale", y, x)) return -1;
-    return be->ops->scale(be, y, x, alpha);
+    OP_TIMED(be, OP_SCALE, be->ops->scale(be, y, x, alpha));
 }
 
 int sd_copy(sd_backend *be, sd_tensor *y, const sd_tensor *x)
@@ -426,7 +496,7 @@ int sd_upsample_nearest(sd_backend *be, sd_tensor *y, const sd_tensor *x)
         return -1;
     if (y->shape[0] != x->shape[0] || y->shape[1] != x->shape[1])
         return sd_backend_fail(be, "%s: x %s and y %s differ in batch or channels", op, tshape(x).s, tshape(y).s);
-    return be->ops->upsample_nearest(be, y, x);
+    OP_TIMED(be, OP_UPSAMPLE, be->ops->upsample_nearest(be, y, x));
 }
 
 /* Views t as [outer, inner] around dim: outer = prod(shape[:dim]), inner = prod(shape[dim:]). */

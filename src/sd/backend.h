@@ -96,6 +96,14 @@ void sd_backend_mem(const sd_backend *be, sd_mem_stats *out);
 void sd_backend_reset_peak(sd_backend *be);          /* peak := live + scratch */
 void sd_backend_trim(sd_backend *be);                /* frees all scratch */
 
+/* Op profile, for benchmarks (bench_unet_step): while on, the wall time of
+ * every compute op (linear, conv, norms, attention, activations, elementwise,
+ * upsample) is summed per op kind. on = 1 starts again from zero; 0 stops.
+ * sd_backend_profile_print writes "op seconds share calls" lines, largest
+ * first, to out (a FILE *). Returns -1 when out of memory. */
+int sd_backend_profile(sd_backend *be, int on);
+void sd_backend_profile_print(const sd_backend *be, void *out);
+
 /* ---- tensors ------------------------------------------------------------- */
 
 /* Uninitialised tensor; NULL (and the sticky error set) on bad shape or OOM. */

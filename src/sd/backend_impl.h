@@ -63,6 +63,7 @@ struct sd_backend {
     int failed;
     char err[512];
     size_t live_bytes, peak_bytes;
+    struct sd_op_profile *profile; /* NULL unless sd_backend_profile is on */
 };
 
 /* Records the first failure (printf-style message); returns -1. */
