@@ -126,7 +126,7 @@ def main():
             if (stage, engine) not in logs:
                 continue
             t, runs, rss = parse(stage, engine, logs[stage, engine])
-            ratio = f"{ours_t / t:.2f}" if t and ours_t else "–"
+            ratio = ("<0.01" if ours_t / t < 0.005 else f"{ours_t / t:.2f}") if t and ours_t else "–"
             rate = flop.get(stage, 0) / t * 1e-9 if t and flop.get(stage) else None
             share = f"{100 * rate / sgemm:.0f} %" if rate and sgemm else "–"
             cells = [TITLES[stage], NAMES[engine], f"{t:.2f}" if t else "failed", str(runs),
