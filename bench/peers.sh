@@ -61,8 +61,8 @@ diffusers() {
     unet1024) echo "$py unet 128 128 --runs $big_runs --threads $THREADS" ;;
     vae512) echo "$py vae 64 64 --runs $runs --threads $THREADS" ;;
     vae1024) echo "$py vae 128 128 --runs $big_runs --threads $THREADS" ;;
-    loras) echo "$py loras $loras --threads $THREADS" ;;
-    gen1024) echo "$py gen 1024 --threads $THREADS" ;;
+    loras) echo "$py loras $loras --runs $runs --threads $THREADS" ;;
+    gen1024) echo "$py gen 1024 --runs $big_runs --threads $THREADS" ;;
   esac
 }
 sdcpp() {   # one process gives load, encode, step and decode at one size
@@ -71,6 +71,13 @@ sdcpp() {   # one process gives load, encode, step and decode at one size
     load|encode|unet512|vae512) echo "$py 512 $runs --threads $THREADS" ;;
     unet1024|vae1024|gen1024) echo "$py 1024 $big_runs --threads $THREADS" ;;
     loras) echo "$py 512 1 --threads $THREADS --lora-dir $loras" ;;
+  esac
+}
+processes() {   # programs that measure their stage once per process run this many times
+  case $1/$2 in
+    ours/loras|sdcpp/loras) echo "$runs" ;;
+    ours/gen1024) echo "$big_runs" ;;
+    *) echo 1 ;;
   esac
 }
 sdcpp_log() {   # stages that share one sd.cpp process share its log
@@ -90,7 +97,10 @@ for stage in "${stages[@]}"; do
     done_logs[$log]=1
     cmd=$($engine "$stage")
     echo "== $stage / $engine: $cmd" >&2
-    { echo "# $(date -u +%FT%TZ) $cmd"; $cmd 2>&1; } >"$log" || echo "  failed, see $log" >&2
+    : >"$log"
+    for _ in $(seq "$(processes "$engine" "$stage")"); do
+      { echo "# $(date -u +%FT%TZ) $cmd"; $cmd 2>&1; } >>"$log" || echo "  failed, see $log" >&2
+    done
   done
 done
 "$refpy" bench/peers/table.py "$out"

@@ -59,11 +59,11 @@ def peak_rss_mb():
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
-def timed(fn, runs):
+def timed(fn, runs, first=1):
     for i in range(runs):
         t0 = time.perf_counter()
         fn()
-        print(f"run {i + 1} {time.perf_counter() - t0:.3f}", flush=True)
+        print(f"run {first + i} {time.perf_counter() - t0:.3f}", flush=True)
 
 
 def unet_call(pipe, h, w):
@@ -111,12 +111,15 @@ def main():
                 timed(unet_call(pipe, int(a.args[0]), int(a.args[1])), a.runs)
             elif a.stage == "vae":
                 timed(vae_call(pipe, int(a.args[0]), int(a.args[1])), a.runs)
-            elif a.stage == "loras":
-                timed(lambda: merge_loras(pipe, a.args[0]), 1)
+            elif a.stage == "loras":   # each run from the plain weights: unfused and unloaded in between
+                for i in range(a.runs):
+                    timed(lambda: merge_loras(pipe, a.args[0]), 1, first=i + 1)
+                    pipe.unfuse_lora()
+                    pipe.unload_lora_weights()
             else:
                 px = int(a.args[0])
                 timed(lambda: pipe(PROMPT, negative_prompt=NEGATIVE, width=px, height=px, num_inference_steps=1,
-                                   guidance_scale=6.0, generator=torch.Generator().manual_seed(0)), 1)
+                                   guidance_scale=6.0, generator=torch.Generator().manual_seed(0)), a.runs)
     print(f"peak_rss_mb {peak_rss_mb():.1f}", flush=True)
 
 

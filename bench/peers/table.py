@@ -88,8 +88,10 @@ def parse(stage, engine, text):
                 "vae512": r"median ([0-9.]+) s over", "vae1024": r"median ([0-9.]+) s over",
                 "loras": r"merge nine \(cold\) +([0-9.]+) s", "gen1024": r"1024x1024 .*total ([0-9.]+) s"}
         t = numbers(pats[stage], text)
+        if stage in ("loras", "gen1024"):   # one measurement per process, several processes in the log
+            return (*runs_median(t), max(numbers(r"peak_rss_mb ([0-9.]+)", text), default=None))
         runs = re.search(r"^# \S+ \S+ \S+ (?:\d+ \d+ \d+ )?(\d+)$", text.splitlines()[0])
-        return (t[-1] if t else None), int(runs.group(1)) if runs and stage not in ("loras", "gen1024") else 1, rss
+        return (t[-1] if t else None), int(runs.group(1)) if runs else 1, rss
     if engine == "diffusers":
         return (*runs_median([float(x) for x in re.findall(r"(?m)^run \d+ ([0-9.]+)$", text)]), rss)
     if stage == "load":
