@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -41,6 +42,19 @@ static inline double bench_peak_rss_mb(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / 1024.0;
+}
+
+/* A kB field of /proc/self/status ("VmRSS", "VmHWM"); 0 if absent. */
+static inline double bench_proc_status_kib(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kib = 0;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ':') kib = atof(line + n + 1);
+    if (f) fclose(f);
+    return kib;
 }
 
 /* GFLOP/s of an n x n x n OpenBLAS sgemm: best of 3 after a warm-up call;

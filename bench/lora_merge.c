@@ -27,14 +27,7 @@ static const char *const names[9] = {"full_1", "full_2", "unet_tf", "unet_attn",
                                      "tf_te1", "locon",  "attn_te2", "ff_slider"};
 static const float scales[9] = {1.5f, 1.0f, 0.3f, 0.4f, 1.0f, 1.0f, 3.0f, 1.0f, 1.0f};
 
-static double rss_gb(void)
-{
-    long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f && fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-    if (f) fclose(f);
-    return resident * (double)sysconf(_SC_PAGESIZE) / 1e9;
-}
+static double rss_gb(void) { return bench_proc_status_kib("VmRSS") * 1024.0 / 1e9; }
 
 /* Reads one byte per page of every tensor: all weights resident. */
 static double touch_all(const st_file *f)

@@ -92,7 +92,10 @@ declare -A done_logs=()
 for stage in "${stages[@]}"; do
   for engine in $engines; do
     log=$out/$stage.$engine.log
-    [ "$engine" = sdcpp ] && log=$(sdcpp_log "$stage")
+    if [ "$engine" = sdcpp ]; then   # the stage's name points at the shared log
+      log=$(sdcpp_log "$stage")
+      [ "$log" = "$out/$stage.sdcpp.log" ] || ln -sfn "$(basename "$log")" "$out/$stage.sdcpp.log"
+    fi
     [ -n "${done_logs[$log]:-}" ] && continue
     done_logs[$log]=1
     cmd=$($engine "$stage")

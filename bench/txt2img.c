@@ -15,18 +15,8 @@
 #include "sd/engine.h"
 #include "sd/unet.h"
 
-/* VmRSS / VmHWM of this process in GiB (/proc/self/status). */
-static double proc_status_gib(const char *key)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double kib = 0;
-    size_t n = strlen(key);
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, key, n) && line[n] == ':') kib = atof(line + n + 1);
-    if (f) fclose(f);
-    return kib / (1024.0 * 1024.0);
-}
+/* VmRSS / VmHWM of this process in GiB. */
+static double proc_status_gib(const char *key) { return bench_proc_status_kib(key) / (1024.0 * 1024.0); }
 
 static int run(sd_engine *e, int size)
 {

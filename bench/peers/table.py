@@ -107,9 +107,7 @@ def main():
     logs = {}
     for stage in STAGES:
         for engine in ENGINES:
-            name = {"sdcpp": {"load": "512", "encode": "512", "unet512": "512", "vae512": "512", "unet1024": "1024",
-                              "vae1024": "1024", "gen1024": "1024", "loras": "loras"}[stage]}.get(engine, stage)
-            path = os.path.join(folder, f"{name}.{engine}.log")
+            path = os.path.join(folder, f"{stage}.{engine}.log")   # peers.sh links shared logs per stage
             if os.path.exists(path):
                 logs[stage, engine] = open(path, errors="replace").read()
     sgemm = numbers(r"OpenBLAS sgemm 2048\^3: ([0-9.]+)", logs.get(("unet512", "ours"), ""))

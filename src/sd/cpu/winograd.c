@@ -41,14 +41,14 @@ static void transform_kernel_row(const wino_shape *s, const sd_weight *w, int64_
     sd_widen(w->dtype, w->data, (size_t)(co * cin * 9), (size_t)cin * 9, g9);
     for (int64_t ci = 0; ci < cin; ci++)
         for (int j = 0; j < 9; j++) rows[j * cin + ci] = g9[ci * 9 + j];
-    float *t0 = g9, *t1 = g9 + cin, *t2 = g9 + 2 * cin;   /* one row of G g at a time (g9 is free now) */
+    float *t[3] = {g9, g9 + cin, g9 + 2 * cin};   /* one row of G g at a time (g9 is free now) */
+    const float *t0 = t[0], *t1 = t[1], *t2 = t[2];
     for (int i = 0; i < 4; i++) {
         for (int j = 0; j < 3; j++) {   /* row i of G g, column j */
             const float *r0 = rows + j * cin, *r1 = rows + (3 + j) * cin, *r2 = rows + (6 + j) * cin;
-            float *t = j == 0 ? t0 : j == 1 ? t1 : t2;
 #pragma omp simd
             for (int64_t ci = 0; ci < cin; ci++)
-                t[ci] = i == 0 ? r0[ci] : i == 1 ? 0.5f * (r0[ci] + r1[ci] + r2[ci])
+                t[j][ci] = i == 0 ? r0[ci] : i == 1 ? 0.5f * (r0[ci] + r1[ci] + r2[ci])
                       : i == 2 ? 0.5f * (r0[ci] - r1[ci] + r2[ci]) : r2[ci];
         }
         float *u0 = u + 4 * i * plane + co * cin, *u1 = u0 + plane, *u2 = u1 + plane, *u3 = u2 + plane;
