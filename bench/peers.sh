@@ -40,7 +40,6 @@ bench/peers/setup.sh
 cmake -S . -B build-bench >/dev/null   # the build type the worker ships (RelWithDebInfo, -O2)
 cmake --build build-bench -j"$THREADS" >/dev/null
 mkdir -p "$out"
-cat "$ckpt" "$loras"/*.safetensors >/dev/null   # every stage starts from the page cache
 
 ours() {   # stage -> our bench program's command
   case $1 in
@@ -65,24 +64,26 @@ diffusers() {
     gen1024) echo "$py gen 1024 --runs $big_runs --threads $THREADS" ;;
   esac
 }
-sdcpp() {   # one process gives load, encode, step and decode at one size
+sdcpp() {   # one process gives encode, step and decode at one size; RUNS 0 only loads
   local py="$sdpy bench/peers/sdcpp_stages.py $ckpt"
   case $1 in
-    load|encode|unet512|vae512) echo "$py 512 $runs --threads $THREADS" ;;
+    load) echo "$py 512 0 --threads $THREADS" ;;
+    encode|unet512|vae512) echo "$py 512 $runs --threads $THREADS" ;;
     unet1024|vae1024|gen1024) echo "$py 1024 $big_runs --threads $THREADS" ;;
     loras) echo "$py 512 1 --threads $THREADS --lora-dir $loras" ;;
   esac
 }
 processes() {   # programs that measure their stage once per process run this many times
   case $1/$2 in
-    ours/loras|sdcpp/loras) echo "$runs" ;;
+    ours/loras|sdcpp/loras|sdcpp/load) echo "$runs" ;;
     ours/gen1024) echo "$big_runs" ;;
     *) echo 1 ;;
   esac
 }
 sdcpp_log() {   # stages that share one sd.cpp process share its log
   case $1 in
-    load|encode|unet512|vae512) echo "$out/512.sdcpp.log" ;;
+    load) echo "$out/load.sdcpp.log" ;;
+    encode|unet512|vae512) echo "$out/512.sdcpp.log" ;;
     unet1024|vae1024|gen1024) echo "$out/1024.sdcpp.log" ;;
     loras) echo "$out/loras.sdcpp.log" ;;
   esac
@@ -100,8 +101,11 @@ for stage in "${stages[@]}"; do
     done_logs[$log]=1
     cmd=$($engine "$stage")
     echo "== $stage / $engine: $cmd" >&2
-    : >"$log"
+    rm -f "$log" && : >"$log"   # never truncate through a stage's link to a shared log
     for _ in $(seq "$(processes "$engine" "$stage")"); do
+      # Every process starts from the page cache: a peer's 15-22 GB before it
+      # evicts part of the 7 GB checkpoint on this 24 GB machine.
+      cat "$ckpt" "$loras"/*.safetensors >/dev/null
       { echo "# $(date -u +%FT%TZ) $cmd"; $cmd 2>&1; } >>"$log" || echo "  failed, see $log" >&2
     done
   done

@@ -5,7 +5,7 @@ SDXL checkpoint. Its own log lines give the stage times:
   python sdcpp_stages.py CKPT PX RUNS [--threads T] [--lora-dir DIR]
 
 loads the model once ("loading tensors completed"), then generates RUNS
-PX x PX images of one Euler step at CFG 6 and prints, per run, the text
+(0: only load) PX x PX images of one Euler step at CFG 6 and prints, per run, the text
 encoding ("get_learned_condition"), the CFG step ("sampling completed": one
 step = the cond and uncond UNet passes) and the VAE decode
 ("decode_first_stage"). With --lora-dir, the prompt carries the nine bench

@@ -2,7 +2,8 @@
 engine in the folder given): per stage and engine the median time, our time
 divided by the peer's, the achieved GFLOP/s on the stage's nominal FLOPs, that
 rate as a share of OpenBLAS sgemm's GFLOP/s measured in the same run (our
-unet512 log), and the peak RSS. Prints Markdown.
+unet512 log, or our unet1024 log for the 1024² stages when it has one: the
+1024² stages may be rerun on their own), and the peak RSS. Prints Markdown.
 
 Nominal FLOPs (2 x multiply-adds, spec sdxl-numerics-diffusers.md §7.3):
   UNet   sd_unet_flops x batch 2 (bench_unet_step's unet_flop line);
@@ -110,14 +111,16 @@ def main():
             path = os.path.join(folder, f"{stage}.{engine}.log")   # peers.sh links shared logs per stage
             if os.path.exists(path):
                 logs[stage, engine] = open(path, errors="replace").read()
-    sgemm = numbers(r"OpenBLAS sgemm 2048\^3: ([0-9.]+)", logs.get(("unet512", "ours"), ""))
-    sgemm = sgemm[-1] if sgemm else None
+    sgemm = {s: v[-1] for s in ("unet512", "unet1024")   # each UNet run measures sgemm right after its passes
+             if (v := numbers(r"OpenBLAS sgemm 2048\^3: ([0-9.]+)", logs.get((s, "ours"), "")))}
     unet = {s: numbers(r"unet_flop ([0-9.]+)", logs.get((s, "ours"), "")) for s in ("unet512", "unet1024")}
     lora_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "reference", "big", "loras")
     flop = {"encode": encode_flop(), "vae512": vae_decoder_flop(64, 64), "vae1024": vae_decoder_flop(128, 128),
             "loras": lora_flop(lora_dir)}
     flop.update({s: v[-1] for s, v in unet.items() if v})
-    print(f"OpenBLAS sgemm 2048³ in the same run: {sgemm:.1f} GFLOP/s\n" if sgemm else "sgemm: not measured\n")
+    for s, v in sgemm.items():
+        print(f"OpenBLAS sgemm 2048³ measured by the {TITLES[s]} run: {v:.1f} GFLOP/s  ")
+    print("(the 1024² rows' % of sgemm use the second figure where there is one, the others the first)\n")
     print("| stage | engine | median s | runs | ours ÷ engine | GFLOP/s | % of sgemm | peak RSS GB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for stage in STAGES:
@@ -128,7 +131,8 @@ def main():
             t, runs, rss = parse(stage, engine, logs[stage, engine])
             ratio = ("<0.01" if ours_t / t < 0.005 else f"{ours_t / t:.2f}") if t and ours_t else "–"
             rate = flop.get(stage, 0) / t * 1e-9 if t and flop.get(stage) else None
-            share = f"{100 * rate / sgemm:.0f} %" if rate and sgemm else "–"
+            base = sgemm.get("unet1024" if "1024" in stage else "unet512", sgemm.get("unet512"))
+            share = f"{100 * rate / base:.0f} %" if rate and base else "–"
             cells = [TITLES[stage], NAMES[engine], f"{t:.2f}" if t else "failed", str(runs),
                      ratio if engine != "ours" else "1", f"{rate:.1f}" if rate else "–", share,
                      f"{rss * 1024 ** 2 / 1e9:.2f}" if rss else "–"]
