@@ -292,7 +292,7 @@ static bool cached_ok(const char *file, const models_entry *e, const models_opts
 
 static int lock_take(const char *file, const char *label, const models_opts *o, int *fd_out, char *err, size_t errlen)
 {
-    char path[4200];
+    char path[4300];   /* the file's path (4200) and ".lock", as `part` holds ".part" */
     snprintf(path, sizeof path, "%s.lock", file);
     *fd_out = -1;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
