@@ -6,8 +6,8 @@ SDXL checkpoint. Its own log lines give the stage times:
 
 loads the model once ("loading tensors completed"), then generates RUNS
 (0: only load) PX x PX images of one Euler step at CFG 6 and prints, per
-run, the text encoding ("get_learned_condition"), the CFG step ("sampling completed": one
-step = the cond and uncond UNet passes) and the VAE decode
+run, the text encoding ("get_learned_condition"), the CFG step ("sampling
+completed": one step = the cond and uncond UNet passes) and the VAE decode
 ("decode_first_stage"). With --lora-dir, the prompt carries the nine bench
 LoRAs as <lora:...> tags (scales as bench/lora_merge.c) and the first run
 prints their merge ("apply_loras completed"). Output lines:
