@@ -39,13 +39,16 @@ CPU_VECTOR_CLONES static void online_softmax_row(const attn_job *j, float *s, in
 #pragma omp simd reduction(max : mx)
     for (int64_t c = 0; c < valid; c++) mx = s[c] > mx ? s[c] : mx;
     float corr = cpu_exp(*m - mx);
-#pragma omp simd
-    for (int64_t c = 0; c < valid; c++) s[c] = cpu_exp(s[c] - mx);
 #pragma omp simd reduction(+ : sum)
-    for (int64_t c = 0; c < valid; c++) sum += s[c];
+    for (int64_t c = 0; c < valid; c++) {
+        s[c] = cpu_exp(s[c] - mx);
+        sum += s[c];
+    }
     for (int64_t c = valid; c < nkb; c++) s[c] = 0.0f;
     *l = *l * corr + sum;
     *m = mx;
+    if (corr == 1.0f) return;   /* the row's maximum did not move */
+#pragma omp simd
     for (int64_t d = 0; d < j->dv; d++) o[d] *= corr;
 }
 
