@@ -111,13 +111,16 @@ def main():
             path = os.path.join(folder, f"{stage}.{engine}.log")   # peers.sh links shared logs per stage
             if os.path.exists(path):
                 logs[stage, engine] = open(path, errors="replace").read()
-    sgemm = {s: v[-1] for s in ("unet512", "unet1024")   # each UNet run measures sgemm right after its passes
-             if (v := numbers(r"OpenBLAS sgemm 2048\^3: ([0-9.]+)", logs.get((s, "ours"), "")))}
-    unet = {s: numbers(r"unet_flop ([0-9.]+)", logs.get((s, "ours"), "")) for s in ("unet512", "unet1024")}
     lora_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "reference", "big", "loras")
     flop = {"encode": encode_flop(), "vae512": vae_decoder_flop(64, 64), "vae1024": vae_decoder_flop(128, 128),
             "loras": lora_flop(lora_dir)}
-    flop.update({s: v[-1] for s, v in unet.items() if v})
+    sgemm = {}
+    for s in ("unet512", "unet1024"):   # each UNet run prints its FLOPs and measures sgemm right after its passes
+        log = logs.get((s, "ours"), "")
+        if v := numbers(r"unet_flop ([0-9.]+)", log):
+            flop[s] = v[-1]
+        if v := numbers(r"OpenBLAS sgemm 2048\^3: ([0-9.]+)", log):
+            sgemm[s] = v[-1]
     for s, v in sgemm.items():
         print(f"OpenBLAS sgemm 2048³ measured by the {TITLES[s]} run: {v:.1f} GFLOP/s  ")
     print("(the 1024² rows' % of sgemm use the second figure where there is one, the others the first)\n")

@@ -42,7 +42,6 @@ static void transform_kernel_row(const wino_shape *s, const sd_weight *w, int64_
     for (int64_t ci = 0; ci < cin; ci++)
         for (int j = 0; j < 9; j++) rows[j * cin + ci] = g9[ci * 9 + j];
     float *t[3] = {g9, g9 + cin, g9 + 2 * cin};   /* one row of G g at a time (g9 is free now) */
-    const float *t0 = t[0], *t1 = t[1], *t2 = t[2];
     for (int i = 0; i < 4; i++) {
         for (int j = 0; j < 3; j++) {   /* row i of G g, column j */
             const float *r0 = rows + j * cin, *r1 = rows + (3 + j) * cin, *r2 = rows + (6 + j) * cin;
@@ -54,10 +53,10 @@ static void transform_kernel_row(const wino_shape *s, const sd_weight *w, int64_
         float *u0 = u + 4 * i * plane + co * cin, *u1 = u0 + plane, *u2 = u1 + plane, *u3 = u2 + plane;
 #pragma omp simd
         for (int64_t ci = 0; ci < cin; ci++) {   /* (G g) G^T */
-            u0[ci] = t0[ci];
-            u1[ci] = 0.5f * (t0[ci] + t1[ci] + t2[ci]);
-            u2[ci] = 0.5f * (t0[ci] - t1[ci] + t2[ci]);
-            u3[ci] = t2[ci];
+            u0[ci] = t[0][ci];
+            u1[ci] = 0.5f * (t[0][ci] + t[1][ci] + t[2][ci]);
+            u2[ci] = 0.5f * (t[0][ci] - t[1][ci] + t[2][ci]);
+            u3[ci] = t[2][ci];
         }
     }
 }
