@@ -164,6 +164,7 @@ int sd_clip_forward(sd_backend *be, const sd_clip *m, const int32_t *ids, int ba
     const sdxl_te_hparams *hp = &m->hp;
     if (layer < 1 || layer > hp->layers || (pooled && !m->projection.data))
         return -1;
+    sd_backend_set_stage(be, SD_STAGE_TEXT);
     int64_t n = hp->positions, w = hp->width;
     int last = pooled ? hp->layers : layer;
 

@@ -101,6 +101,12 @@ void sd_lora_stack_free(sd_lora_stack *s);
 sd_lora_status sd_lora_stack_apply(sd_lora_stack *s, const sd_lora_spec *specs, size_t n, sd_lora_report *report,
                                    char *err, size_t errlen);
 
+/* Called with the bytes of every merged buffer the stack is about to
+ * rebuild in place or free (during sd_lora_stack_apply): a backend's copies
+ * of those weights (sd_backend_forget_weights) are stale from then on. */
+typedef void (*sd_lora_change_fn)(void *ctx, const void *data, size_t bytes);
+void sd_lora_stack_on_change(sd_lora_stack *s, sd_lora_change_fn fn, void *ctx);
+
 /* Changes whenever the overlay changed (including the reset after
  * SD_LORA_ENOMEM): then the networks must be bound again. */
 uint64_t sd_lora_stack_generation(const sd_lora_stack *s);

@@ -106,6 +106,7 @@ int sd_encode_prompts(sd_backend *be, const sd_text_encoders *te, const sd_promp
     const sdxl_te_hparams *hl = &te->clip_l.hp, *hg = &te->clip_g.hp;
     int skip = clip_skip > 0 ? clip_skip : SD_CLIP_SKIP_DEFAULT, per = SD_TOK_CONTEXT, chunks = 0;
     memset(out, 0, sizeof *out * (size_t)n);
+    sd_backend_set_stage(be, SD_STAGE_TEXT);
     if (skip > sd_clip_skip_max(te)) {
         snprintf(err, errlen, "clip_skip must be between 1 and %d (got %d)", sd_clip_skip_max(te), clip_skip);
         return -1;

@@ -320,6 +320,7 @@ int vae_check_decode_args(const char *fn, const sd_backend *be, const sd_vae *v,
 int sd_vae_decode(sd_backend *be, const sd_vae *v, const sd_tensor *z, sd_tensor *image, char *err, size_t errlen)
 {
     if (vae_check_decode_args("sd_vae_decode", be, v, z, image, err, errlen)) return -1;
+    sd_backend_set_stage(be, SD_STAGE_VAE);
     vae_ctx c = {.be = be, .v = v, .norm = vae_norm_plain};
     vae_decode_high(&c, vae_decode_low(&c, z), image);
     return vae_backend_status(be, "VAE decode", err, errlen);
@@ -355,6 +356,7 @@ int sd_vae_encode(sd_backend *be, const sd_vae *v, const sd_tensor *image, sd_te
                   char *err, size_t errlen)
 {
     if (check_encode_args(be, v, image, mean, logvar, err, errlen)) return -1;
+    sd_backend_set_stage(be, SD_STAGE_VAE);
     vae_ctx c = {.be = be, .v = v, .norm = vae_norm_plain};
     sd_tensor *moments = sd_new4(be, mean->shape[0], 2 * mean->shape[1], mean->shape[2], mean->shape[3]);
     encode_moments(&c, image, moments);

@@ -20,10 +20,16 @@
 
 #define CPU_ALIGN 64
 
-static float *cpu_alloc(sd_backend *be, size_t bytes)
+static float *cpu_alloc_bytes(size_t bytes)
 {
     size_t rounded = (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
     return aligned_alloc(CPU_ALIGN, rounded ? rounded : CPU_ALIGN);
+}
+
+static float *cpu_alloc(sd_backend *be, sd_tensor *t)
+{
+    t->dtype = SD_F32;
+    return cpu_alloc_bytes(sd_tensor_bytes(t));
 }
 
 static void cpu_release(sd_backend *be, float *p) { free(p); }
@@ -52,7 +58,7 @@ float *cpu_scratch(sd_backend *be, cpu_scratch_slot slot, size_t n)
     if (n <= st->scratch_floats[slot]) return st->scratch[slot];
     free(st->scratch[slot]);
     st->scratch_floats[slot] = 0;
-    st->scratch[slot] = cpu_alloc(be, n * sizeof(float));
+    st->scratch[slot] = cpu_alloc_bytes(n * sizeof(float));
     if (!st->scratch[slot]) {
         sd_backend_fail(be, "cpu: out of memory for %.1f MB of scratch", n * sizeof(float) / 1048576.0);
         return NULL;
@@ -97,15 +103,15 @@ int cpu_blas_dims(sd_backend *be, const char *op, int n, const int64_t *dims)
     return 0;
 }
 
-static int cpu_upload(sd_backend *be, float *dst, const float *src, size_t n)
+static int cpu_upload(sd_backend *be, sd_tensor *dst, const float *src)
 {
-    memcpy(dst, src, n * sizeof(float));
+    memcpy(dst->data, src, sd_tensor_bytes(dst));
     return 0;
 }
 
-static int cpu_download(sd_backend *be, float *dst, const float *src, size_t n)
+static int cpu_download(sd_backend *be, float *dst, const sd_tensor *src)
 {
-    memcpy(dst, src, n * sizeof(float));
+    memcpy(dst, src->data, sd_tensor_bytes(src));
     return 0;
 }
 
