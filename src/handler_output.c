@@ -190,6 +190,8 @@ static cJSON *metadata_json(const sdxl_result_in *in)
     if (j->has_image) cJSON_AddNumberToObject(m, "strength", j->strength);
     cJSON_AddStringToObject(m, "model", in->w->model_name);
     cJSON_AddItemToObject(m, "loras", loras_json(in));
+    cJSON_AddStringToObject(m, "device", in->out->device ? in->out->device : "cpu");
+    cJSON_AddNumberToObject(m, "peak_memory_mb", round(in->out->peak_memory_bytes / 1048576.0 * 10) / 10);
     return m;
 }
 

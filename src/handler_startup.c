@@ -126,9 +126,11 @@ void sdxl_worker_load(sdxl_worker *w)
     sd_status st = sd_engine_load(w->paths.checkpoint.path, NULL, &w->engine, err, sizeof err);
     if (st != SD_OK) {
         w->engine = NULL;
-        set_unavailable(w, "the checkpoint could not be loaded: ", err);
+        set_unavailable(w, st == SD_EDEVICE ? "the engine could not start: " : "the checkpoint could not be loaded: ",
+                        err);
         return;
     }
+    rp_info("device: %s", sd_engine_device(w->engine));
     w->limits.size_multiple = sd_engine_size_multiple(w->engine);
     w->unavailable[0] = '\0';
     rp_info("engine ready in %.1f s: %s (%s, model hash %s), %zu LoRAs configured", sd_now_seconds() - t0,

@@ -35,6 +35,7 @@ struct sd_engine {
     sd_backend *be;
     sd_lora_stack *loras; /* created on the first sd_engine_set_loras */
     bool keep_weights_resident;
+    char device[768];     /* sd_backend_open's line */
 };
 
 const char *sd_status_name(sd_status s)
@@ -46,6 +47,7 @@ const char *sd_status_name(sd_status s)
     case SD_ECANCELLED: return "cancelled";
     case SD_EMODEL: return "model unavailable";
     case SD_EINTERNAL: return "internal";
+    case SD_EDEVICE: return "device unavailable";
     }
     return "unknown";
 }
@@ -90,10 +92,15 @@ sd_status sd_engine_load(const char *path, const sd_engine_options *opts, sd_eng
     if (sd_vae_bind(&e->vae, e->file, &e->hp.vae, err, errlen)) goto failed;
     st = SD_ENOMEM;
     e->tok = sd_tokenizer_new();
-    e->be = sd_backend_cpu_new(opts ? &opts->cpu : NULL);
     e->keep_weights_resident = opts && opts->keep_weights_resident;
-    if (!e->tok || !e->be) {
+    if (!e->tok) {
         fail(st, err, errlen, "engine: out of memory");
+        goto failed;
+    }
+    e->be = sd_backend_open(opts ? &opts->device : NULL, sd_unet_weight_dtype(e->unet), e->device,
+                            sizeof e->device, err, errlen);
+    if (!e->be) {
+        st = strstr(err, "out of memory") ? SD_ENOMEM : SD_EDEVICE;
         goto failed;
     }
     *out = e;
@@ -119,6 +126,7 @@ void sd_engine_free(sd_engine *e)
 
 const sdxl_hparams *sd_engine_hparams(const sd_engine *e) { return &e->hp; }
 sd_backend *sd_engine_backend(sd_engine *e) { return e->be; }
+const char *sd_engine_device(const sd_engine *e) { return e->device; }
 const char *sd_engine_model_path(const sd_engine *e) { return e->path; }
 
 /* The VAE's downsampling factor: the UNet takes any latent size (odd sides
@@ -141,10 +149,17 @@ static int rebind_networks(sd_engine *e, char *err, size_t errlen)
     return e->te_bound ? sd_unet_bind(&e->unet, e->file, &e->hp.unet, err, errlen) : -1;
 }
 
+/* sd_lora_change_fn: the backend's copies of rebuilt or freed LoRA-merged
+ * weights are stale. */
+static void forget_weights(void *be, const void *data, size_t bytes) { sd_backend_forget_weights(be, data, bytes); }
+
 sd_lora_status sd_engine_set_loras(sd_engine *e, const sd_lora_spec *specs, size_t n, sd_lora_report *report,
                                    char *err, size_t errlen)
 {
-    if (!e->loras && !(e->loras = sd_lora_stack_new(e->file, &e->hp, err, errlen))) return SD_LORA_ENOMEM;
+    if (!e->loras) {
+        if (!(e->loras = sd_lora_stack_new(e->file, &e->hp, err, errlen))) return SD_LORA_ENOMEM;
+        sd_lora_stack_on_change(e->loras, forget_weights, e->be);
+    }
     uint64_t before = sd_lora_stack_generation(e->loras);
     sd_lora_status st = sd_lora_stack_apply(e->loras, specs, n, report, err, errlen);
     if (sd_lora_stack_generation(e->loras) != before && rebind_networks(e, err, errlen)) return SD_LORA_ENOMEM;
@@ -642,6 +657,17 @@ static sd_status run_job(gen_job *j, const sd_plan *plan, sd_image_out *out)
     return st;
 }
 
+/* The job's peak backend memory: on a GPU what the device had in use at
+ * its fullest (context and library workspaces included), else the
+ * backend's tensors and scratch. */
+static void note_memory(sd_backend *be, sd_image_out *out)
+{
+    sd_mem_stats m;
+    sd_backend_mem(be, &m);
+    out->device = sd_backend_name(be);
+    out->peak_memory_bytes = m.device_used_peak ? m.device_used_peak : m.peak_bytes;
+}
+
 /* One job of either kind; i2i is NULL for txt2img. */
 static sd_status generate(sd_engine *e, const sd_txt2img_params *p, const sd_img2img_params *i2i,
                           sd_image_out *out, char *err, size_t errlen)
@@ -662,7 +688,9 @@ static sd_status generate(sd_engine *e, const sd_txt2img_params *p, const sd_img
     out->choice = choice;
     out->steps_run = j.steps_total;
     sd_backend_clear_error(e->be);
+    sd_backend_reset_peak(e->be);
     if (st == SD_OK) st = run_job(&j, &plan, out);
+    note_memory(e->be, out);
     job_release(&j);
     sd_plan_free(&plan);
     if (st != SD_OK) free_images(out);

@@ -51,6 +51,7 @@
 
 #include "sd/backend.h"
 #include "sd/checkpoint.h"
+#include "sd/device.h"
 #include "sd/lora.h"
 #include "sd/rng.h"
 #include "sd/sampler.h"
@@ -64,12 +65,16 @@ typedef enum {
     SD_ECANCELLED, /* the cancel flag was set or the progress callback asked to stop */
     SD_EMODEL,     /* the checkpoint could not be opened or is not an SDXL base model */
     SD_EINTERNAL,  /* anything else the backend reported */
+    SD_EDEVICE,    /* the device asked for is not usable (SDXL_DEVICE=cuda without a GPU) */
 } sd_status;
 
 const char *sd_status_name(sd_status s); /* "ok", "invalid", "out of memory", ... */
 
 typedef struct {
-    sd_cpu_options cpu; /* backend tunables; zero fields take the defaults */
+    /* The backend (sd/device.h): zero fields take SDXL_DEVICE and
+     * SDXL_CUDA_PRECISION from the environment, and the CPU tunables their
+     * defaults. */
+    sd_device_options device;
     /* 0 (default): after encoding the prompts, and again before decoding,
      * the process drops its mapping of the text encoders' and the UNet's
      * file pages (st_release_pages): the page cache keeps them, the next job
@@ -80,10 +85,14 @@ typedef struct {
 } sd_engine_options;
 
 /* Opens the checkpoint (sdxl_checkpoint_open: mapped, validated), binds the
- * text encoders, UNet and VAE, builds the tokenizer and the CPU backend.
- * opts may be NULL. SD_OK, or SD_EMODEL / SD_ENOMEM with err. */
+ * text encoders, UNet and VAE, builds the tokenizer and opens the backend
+ * (sd_backend_open: the GPU when one is usable, else the CPU). opts may be
+ * NULL. SD_OK, or SD_EMODEL / SD_EDEVICE / SD_ENOMEM with err. */
 sd_status sd_engine_load(const char *path, const sd_engine_options *opts, sd_engine **out, char *err,
                          size_t errlen);
+/* The start-up line of the backend in use (sd_backend_open's `line`): the
+ * device, and for a CPU fall-back why the GPU is not used. */
+const char *sd_engine_device(const sd_engine *e);
 void sd_engine_free(sd_engine *e); /* NULL is fine */
 
 const sdxl_hparams *sd_engine_hparams(const sd_engine *e);
@@ -164,6 +173,9 @@ typedef struct {
     double t_encode, t_denoise, t_decode, t_total; /* seconds */
     int steps_run;            /* the steps the job runs: steps, or img2img's int(steps * strength) */
     double t_image_encode;    /* img2img: resizing and VAE-encoding the init image (seconds, in t_total) */
+    const char *device;       /* the backend that ran the job: "cpu" or "cuda" */
+    size_t peak_memory_bytes; /* its peak: device memory in use on a GPU (sd_mem_stats.device_used_peak),
+                                 tensors and scratch on the CPU (sd_mem_stats.peak_bytes) */
 } sd_image_out;
 
 void sd_image_out_free(sd_image_out *o);

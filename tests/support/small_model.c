@@ -15,7 +15,7 @@
 int small_model_open(small_model *m, const char *stem)
 {
     char err[512], path[256];
-    sd_engine_options opts = {.cpu.threads = 1};
+    sd_engine_options opts = {.device.cpu.threads = 1};
     memset(m, 0, sizeof *m);
     snprintf(path, sizeof path, SMALL "%s.safetensors", stem);
     if (sd_engine_load(SMALL "sdxl_small.safetensors", &opts, &m->engine, err, sizeof err) ||
