@@ -7,7 +7,9 @@
  * (sd_unet_flops x batch, 77 context tokens), the backend's peak of live
  * activations + scratch, OpenBLAS sgemm's GFLOP/s measured in the same run
  * (2048^3, the practical peak), and the process's peak RSS (the mmap'd fp16
- * weights count as they are touched). Fixed pseudo-random inputs. */
+ * weights count as they are touched). Fixed pseudo-random inputs. The
+ * backend is the one SDXL_DEVICE chooses (on a GPU the first pass also
+ * uploads the weights; the median leaves it out from 3 runs on). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,8 +78,8 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("open + bind: %.2f s\n", bench_now() - t0);
-    sd_backend *be = sd_backend_cpu_new(&(sd_cpu_options){.direct_conv = argc > 6 && !strcmp(argv[6], "direct")});
-    printf("backend: %s\n", sd_backend_describe(be));
+    sd_backend *be = bench_backend(&(sd_cpu_options){.direct_conv = argc > 6 && !strcmp(argv[6], "direct")},
+                                   sd_unet_weight_dtype(u));
     const sdxl_unet_hparams *uh = &hp.unet;
     sd_tensor *x = uploaded(be, 4, (const int64_t[]){batch, uh->in_channels, h, w},
                             noise((size_t)(batch * uh->in_channels * h * w), 11));
@@ -89,7 +91,7 @@ int main(int argc, char **argv)
     sd_backend_profile(be, 1);
     for (int r = 0; r < runs; r++) {
         t0 = bench_now();
-        if (sd_unet_forward(be, u, x, 500.0f, ctx, y, eps, err, sizeof err)) {
+        if (sd_unet_forward(be, u, x, 500.0f, ctx, y, eps, err, sizeof err) || sd_backend_sync(be)) {
             fprintf(stderr, "%s\n", err);
             return 1;
         }
@@ -105,7 +107,8 @@ int main(int argc, char **argv)
            flops / med * 1e-9);
     printf("unet_flop %.0f\nop profile, summed over %d pass(es):\n", flops, runs);
     sd_backend_profile_print(be, stdout);
-    printf("backend peak (activations + scratch): %.1f MB\n", mem.peak_bytes / 1048576.0);
+    printf("backend peak (activations + scratch + device weights): %.1f MB\n", mem.peak_bytes / 1048576.0);
+    if (mem.device_used_peak) printf("device memory in use at its peak: %.1f MB\n", mem.device_used_peak / 1048576.0);
     printf("OpenBLAS sgemm %d^3: %.1f GFLOP/s\n", SGEMM_N, bench_sgemm_gflops(SGEMM_N));
     printf("peak_rss_mb %.1f\n", bench_peak_rss_mb());
     sd_tensor_free(be, x), sd_tensor_free(be, ctx), sd_tensor_free(be, y), sd_tensor_free(be, eps);

@@ -109,6 +109,34 @@ static int ensure_models(sdxl_worker *w, models_env *env)
     return 0;
 }
 
+/* On a GPU, the configured LoRA stack merged and every weight uploaded
+ * before the first job (sd_engine_warm_up); a failure here is logged and
+ * left to the first job to report. */
+static void warm_up(sdxl_worker *w)
+{
+    if (strcmp(sd_backend_name(sd_engine_backend(w->engine)), "cuda")) return;
+    double t0 = sd_now_seconds();
+    sd_lora_spec *specs = calloc(w->limits.n_stack + 1, sizeof *specs);
+    size_t n = 0;
+    for (size_t i = 0; specs && i < w->limits.n_stack; i++)
+        if (w->stack[i].available)
+            specs[n++] = (sd_lora_spec){.path = w->stack[i].path, .name = w->stack[i].name,
+                                        .te_multiplier = (float)w->stack[i].scale,
+                                        .unet_multiplier = (float)w->stack[i].scale};
+    char err[SDXL_ERROR_MAX] = "";
+    if (specs && sd_engine_set_loras(w->engine, specs, n, NULL, err, sizeof err) != SD_LORA_OK)
+        rp_warn("warm-up: the configured LoRAs: %s", err);
+    free(specs);
+    if (sd_engine_warm_up(w->engine, err, sizeof err) != SD_OK) {
+        rp_warn("warm-up: %s", err);
+        return;
+    }
+    sd_mem_stats m;
+    sd_backend_mem(sd_engine_backend(w->engine), &m);
+    rp_info("warm-up: %.1f MB of weights on the device, %.1f MB in use, in %.1f s", m.weight_bytes / 1048576.0,
+            m.device_used_peak / 1048576.0, sd_now_seconds() - t0);
+}
+
 void sdxl_worker_load(sdxl_worker *w)
 {
     clear_models(w);
@@ -131,6 +159,7 @@ void sdxl_worker_load(sdxl_worker *w)
         return;
     }
     rp_info("device: %s", sd_engine_device(w->engine));
+    warm_up(w);
     w->limits.size_multiple = sd_engine_size_multiple(w->engine);
     w->unavailable[0] = '\0';
     rp_info("engine ready in %.1f s: %s (%s, model hash %s), %zu LoRAs configured", sd_now_seconds() - t0,

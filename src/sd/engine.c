@@ -706,3 +706,17 @@ sd_status sd_img2img(sd_engine *e, const sd_img2img_params *p, sd_image_out *out
 {
     return generate(e, &p->gen, p, out, err, errlen);
 }
+
+sd_status sd_engine_warm_up(sd_engine *e, char *err, size_t errlen)
+{
+    if (!strcmp(sd_backend_name(e->be), "cpu")) return SD_OK;
+    sd_txt2img_params p;
+    sd_txt2img_params_default(&p);
+    p.prompt = "warm-up";
+    p.width = p.height = 64 > sd_engine_size_multiple(e) ? 64 : sd_engine_size_multiple(e);
+    p.steps = 1;
+    sd_image_out out;
+    sd_status st = sd_txt2img(e, &p, &out, err, errlen);
+    if (st == SD_OK) sd_image_out_free(&out);
+    return st;
+}

@@ -90,6 +90,12 @@ typedef struct {
  * NULL. SD_OK, or SD_EMODEL / SD_EDEVICE / SD_ENOMEM with err. */
 sd_status sd_engine_load(const char *path, const sd_engine_options *opts, sd_engine **out, char *err,
                          size_t errlen);
+/* On a GPU: runs a one-step 64x64 job so that every weight the text
+ * encoders, the UNet and the VAE decoder use is on the device (with the
+ * active LoRA set merged in) and the libraries have chosen their
+ * algorithms; the first real job then pays none of it. Does nothing on the
+ * CPU, whose weights stay mapped. SD_OK, or the job's status with err. */
+sd_status sd_engine_warm_up(sd_engine *e, char *err, size_t errlen);
 /* The start-up line of the backend in use (sd_backend_open's `line`): the
  * device, and for a CPU fall-back why the GPU is not used. */
 const char *sd_engine_device(const sd_engine *e);

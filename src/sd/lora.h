@@ -102,8 +102,9 @@ sd_lora_status sd_lora_stack_apply(sd_lora_stack *s, const sd_lora_spec *specs, 
                                    char *err, size_t errlen);
 
 /* Called with the bytes of every merged buffer the stack is about to
- * rebuild in place or free (during sd_lora_stack_apply): a backend's copies
- * of those weights (sd_backend_forget_weights) are stale from then on. */
+ * rebuild in place or free, and of every checkpoint tensor a merged buffer
+ * replaces (during sd_lora_stack_apply): a backend's copies of those weights
+ * (sd_backend_forget_weights) are stale or unused from then on. */
 typedef void (*sd_lora_change_fn)(void *ctx, const void *data, size_t bytes);
 void sd_lora_stack_on_change(sd_lora_stack *s, sd_lora_change_fn fn, void *ctx);
 

@@ -383,6 +383,7 @@ static int publish(sd_lora_stack *s, const merged_tensor *m)
     sd_weight w = {.dtype = m->dtype, .ndim = m->t->ndim, .data = m->buf};
     memcpy(w.shape, m->t->shape, sizeof w.shape[0] * (size_t)m->t->ndim);
     if (sd_overlay_put(s->overlay, m->t->name, &w)) return -1;
+    if (s->on_change) s->on_change(s->on_change_ctx, m->t->data, (size_t)m->t->nbytes); /* the original is unused now */
     if (s->release_pages) lora_release_pages(m->t->data, (size_t)m->t->nbytes);
     return 0;
 }
