@@ -63,6 +63,7 @@ int cuda_fits(sd_backend *be, size_t bytes, const char *what)
 static float *cuda_alloc(sd_backend *be, sd_tensor *t)
 {
     cuda_state *st = cuda_of(be);
+    cudaSetDevice(st->device); /* the current device is per host thread; jobs may run on another than start-up's */
     t->dtype = st->stage_dtype[st->stage];
     void *p = NULL;
     if (st->memory_limit && cuda_fits(be, sd_tensor_bytes(t), "sd_tensor_new")) {
@@ -168,7 +169,11 @@ static int cuda_download(sd_backend *be, float *dst, const sd_tensor *src)
 
 /* ---- stages, weights ----------------------------------------------------------------------- */
 
-static void cuda_set_stage(sd_backend *be, sd_stage stage) { cuda_of(be)->stage = stage; }
+static void cuda_set_stage(sd_backend *be, sd_stage stage)
+{
+    cuda_of(be)->stage = stage;
+    cudaSetDevice(cuda_of(be)->device);
+}
 
 static void cuda_forget_weights(sd_backend *be, const void *data, size_t bytes)
 {
@@ -262,6 +267,7 @@ static void close_device(cuda_state *st)
         if (st->scratch[i]) cudaFreeAsync(st->scratch[i], st->stream);
     if (st->stream) cudaStreamSynchronize(st->stream);
     cuda_weights_free(st->weights);
+    cuda_conv_plans_free(st->conv_plans);
     if (st->dnn) cudnnDestroy(st->dnn);
     if (st->blas) cublasDestroy(st->blas);
     if (st->stream) cudaStreamDestroy(st->stream);

@@ -28,6 +28,7 @@ typedef enum {
 } cuda_scratch_slot;
 
 typedef struct cuda_weight_cache cuda_weight_cache;
+typedef struct cuda_conv_plans cuda_conv_plans;
 
 typedef struct {
     int device;
@@ -43,6 +44,7 @@ typedef struct {
     void *scratch[CUDA_SCRATCH_COUNT];
     size_t scratch_cap[CUDA_SCRATCH_COUNT];
     cuda_weight_cache *weights;
+    cuda_conv_plans *conv_plans; /* cuDNN descriptors and algorithm per convolution shape */
     char description[512];
 } cuda_state;
 
@@ -73,6 +75,8 @@ cuda_weight_cache *cuda_weights_new(void);
 void cuda_weights_free(cuda_weight_cache *c);
 size_t cuda_weights_bytes(const cuda_weight_cache *c);
 void cuda_weights_forget(sd_backend *be, const void *data, size_t bytes);
+
+void cuda_conv_plans_free(cuda_conv_plans *p);
 
 /* The cuBLAS / cuDNN type of an activation dtype. */
 cudaDataType_t cuda_blas_type(sd_dtype t);
