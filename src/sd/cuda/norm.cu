@@ -68,59 +68,89 @@ extern "C" cudaError_t sd_cuda_group_norm(sd_dtype dtype, void *y, const void *x
 {
     int64_t cg = channels / groups, n = batch * channels * plane, items = batch * groups;
     if (items > 0x7fffffff) return cudaErrorInvalidValue;
+    /* about 16 elements per thread, whole warps, at most STATS_THREADS */
+    int64_t want = (cg * plane / 16 + 31) / 32 * 32;
+    unsigned stats_threads = (unsigned)(want < 32 ? 32 : want > STATS_THREADS ? STATS_THREADS : want);
     SD_CUDA_DISPATCH(dtype,
-        SD_LAUNCH((unsigned)items, STATS_THREADS, 0, stream, group_stats_kernel<T>)((const T *)x, cg * plane, eps,
+        SD_LAUNCH((unsigned)items, stats_threads, 0, stream, group_stats_kernel<T>)((const T *)x, cg * plane, eps,
                                                                                      stats);
         SD_LAUNCH(sd_blocks_for(n, THREADS), THREADS, 0, stream, group_apply_kernel<T>)(
             (T *)y, (const T *)x, stats, n, channels, plane, cg, (const T *)gamma, (const T *)beta, act));
     return sd_launched();
 }
 
-/* One block per row. */
+/* Rows of layer norm and softmax (at most a few thousand wide: CLIP's 1280,
+ * the UNet's 640/1280 channels, the attention-free softmax callers) go one
+ * warp per row, ROWS_PER_BLOCK rows per block: no block barrier, the
+ * reductions are shuffles. */
+#define ROWS_PER_BLOCK 8
+
+/* Two-pass mean and rstd of a row, on every lane of the warp. */
 template <typename T>
-__global__ void layer_norm_kernel(T *y, const T *x, int64_t cols, float eps, const T *gamma, const T *beta)
+__device__ void row_moments(const T *x, int64_t n, float eps, float *mean, float *rstd)
 {
-    __shared__ float scratch[32];
-    const T *xr = x + blockIdx.x * cols;
-    T *yr = y + blockIdx.x * cols;
+    int lane = threadIdx.x % 32;
+    float s = 0.0f;
+    for (int64_t i = lane; i < n; i += 32) s += to_f32(x[i]);
+    float m = warp_sum(s) / (float)n, q = 0.0f;
+    for (int64_t i = lane; i < n; i += 32) {
+        float d = to_f32(x[i]) - m;
+        q += d * d;
+    }
+    *mean = m;
+    *rstd = rsqrtf(warp_sum(q) / (float)n + eps);
+}
+
+template <typename T>
+__global__ void layer_norm_kernel(T *y, const T *x, int64_t rows, int64_t cols, float eps, const T *gamma,
+                                  const T *beta)
+{
+    int64_t r = (int64_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
+    if (r >= rows) return; /* whole warps leave together */
+    const T *xr = x + r * cols;
+    T *yr = y + r * cols;
     float mean, rstd;
-    moments(xr, cols, eps, scratch, &mean, &rstd);
-    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    row_moments(xr, cols, eps, &mean, &rstd);
+    for (int64_t i = threadIdx.x % 32; i < cols; i += 32) {
         float v = (to_f32(xr[i]) - mean) * rstd * (gamma ? to_f32(gamma[i]) : 1.0f) + (beta ? to_f32(beta[i]) : 0.0f);
         yr[i] = from_f32<T>(v);
     }
 }
 
+static unsigned row_blocks(int64_t rows) { return (unsigned)((rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK); }
+
 extern "C" cudaError_t sd_cuda_layer_norm(sd_dtype dtype, void *y, const void *x, int64_t rows, int64_t cols,
                                           float eps, const void *gamma, const void *beta, cudaStream_t stream)
 {
-    if (rows > 0x7fffffff) return cudaErrorInvalidValue;
-    SD_CUDA_DISPATCH(dtype, SD_LAUNCH((unsigned)rows, THREADS, 0, stream, layer_norm_kernel<T>)(
-                                (T *)y, (const T *)x, cols, eps, (const T *)gamma, (const T *)beta));
+    if (rows > 0x7fffffffLL * ROWS_PER_BLOCK) return cudaErrorInvalidValue;
+    SD_CUDA_DISPATCH(dtype, SD_LAUNCH(row_blocks(rows), 32 * ROWS_PER_BLOCK, 0, stream, layer_norm_kernel<T>)(
+                                (T *)y, (const T *)x, rows, cols, eps, (const T *)gamma, (const T *)beta));
     return sd_launched();
 }
 
-/* One block per row: max, the sum of exp(x - max), then the quotients. */
+/* Max, the sum of exp(x - max), then the quotients. */
 template <typename T>
-__global__ void softmax_kernel(T *y, const T *x, int64_t cols)
+__global__ void softmax_kernel(T *y, const T *x, int64_t rows, int64_t cols)
 {
-    __shared__ float scratch[32];
-    const T *xr = x + blockIdx.x * cols;
-    T *yr = y + blockIdx.x * cols;
+    int64_t r = (int64_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
+    if (r >= rows) return;
+    int lane = threadIdx.x % 32;
+    const T *xr = x + r * cols;
+    T *yr = y + r * cols;
     float mx = -INFINITY;
-    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) mx = fmaxf(mx, to_f32(xr[i]));
-    mx = block_max(mx, scratch);
+    for (int64_t i = lane; i < cols; i += 32) mx = fmaxf(mx, to_f32(xr[i]));
+    mx = warp_max(mx);
     float s = 0.0f;
-    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) s += expf(to_f32(xr[i]) - mx);
-    float inv = 1.0f / block_sum(s, scratch);
-    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = from_f32<T>(expf(to_f32(xr[i]) - mx) * inv);
+    for (int64_t i = lane; i < cols; i += 32) s += expf(to_f32(xr[i]) - mx);
+    float inv = 1.0f / warp_sum(s);
+    for (int64_t i = lane; i < cols; i += 32) yr[i] = from_f32<T>(expf(to_f32(xr[i]) - mx) * inv);
 }
 
 extern "C" cudaError_t sd_cuda_softmax(sd_dtype dtype, void *y, const void *x, int64_t rows, int64_t cols,
                                        cudaStream_t stream)
 {
-    if (rows > 0x7fffffff) return cudaErrorInvalidValue;
-    SD_CUDA_DISPATCH(dtype,
-                     SD_LAUNCH((unsigned)rows, THREADS, 0, stream, softmax_kernel<T>)((T *)y, (const T *)x, cols));
+    if (rows > 0x7fffffffLL * ROWS_PER_BLOCK) return cudaErrorInvalidValue;
+    SD_CUDA_DISPATCH(dtype, SD_LAUNCH(row_blocks(rows), 32 * ROWS_PER_BLOCK, 0, stream, softmax_kernel<T>)(
+                                (T *)y, (const T *)x, rows, cols));
     return sd_launched();
 }
