@@ -266,7 +266,7 @@ static void test_one_draw_per_step_but_the_last(void **state)
     sd_plan p;
     plan("Karras", 6, &p);
     counts c = {0, 0};
-    sd_sample_io io = {8, count_eval, &c, count_draw, &c};
+    sd_sample_io io = {.n = 8, .eps = count_eval, .eps_ctx = &c, .noise = count_draw, .noise_ctx = &c};
     float x[8] = {0.3f, -0.2f, 1.0f, 0.0f, 0.5f, -1.5f, 0.25f, 0.75f};
     assert_int_equal(sd_sampler_run(&p, &io, x), 0);
     assert_int_equal(c.evals, 11);

@@ -38,6 +38,12 @@ void golden_prompt_settings(const cJSON *o, sd_txt2img_params *p);
 /* A case's "seeding": "per-image" (A1111's seeds) or one generator. */
 sd_batch_seeding golden_seeding(const cJSON *c);
 
+/* Writes the small model's 9-channel inpainting variant to path: every
+ * tensor and metadata key of sdxl_small.safetensors, with the UNet's conv_in
+ * replaced by goldens_inpaint's "unet9.conv_in.weight"
+ * (tools/reference/make_inpaint_goldens.py). 0, or -1 after printing why. */
+int small_inpaint_model_write(const char *path);
+
 /* Largest per-byte |a - b|; counts the differing bytes into *n_diff unless NULL. */
 int u8_max_abs_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t *n_diff);
 
