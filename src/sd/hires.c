@@ -4,13 +4,13 @@
 #include "sd/hires.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "image/resize.h"
+#include "sd/error.h"
 #include "sd/vae.h"
 
 static const char *const LABELS[SD_HIRES_COUNT] = {
@@ -18,15 +18,6 @@ static const char *const LABELS[SD_HIRES_COUNT] = {
     [SD_HIRES_LATENT_NEAREST] = "Latent (nearest)",
     [SD_HIRES_LANCZOS] = "Lanczos",
 };
-
-static sd_status fail(sd_status s, char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return s;
-}
 
 void sd_hires_params_default(sd_hires_params *p)
 {
@@ -139,13 +130,13 @@ static sd_status second_pass_latents(void *ctx, sd_engine *e, const sd_plan *pla
     hires_job *j = ctx;
     size_t n = j->n2, total = n * j->batch, px = (size_t)j->w2 * j->h2;
     float *noise = malloc(sizeof(float) * total);
-    if (!noise) return fail(SD_ENOMEM, err, errlen, "out of memory for the hires latents");
+    if (!noise) return SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the hires latents");
     sd_status st = SD_OK;
     if (j->x0) {
         memcpy(latents, j->x0, sizeof(float) * total);
     } else {
         float *chw = malloc(sizeof(float) * px * 3), *post = malloc(sizeof(float) * 2 * total);
-        st = chw && post ? SD_OK : fail(SD_ENOMEM, err, errlen, "out of memory for the hires latents");
+        st = chw && post ? SD_OK : SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the hires latents");
         for (int b = 0; st == SD_OK && b < j->batch; b++) {
             sd_vae_from_rgb8(j->rgb + (size_t)b * px * 3, j->h2, j->w2, chw);
             st = sd_engine_vae_encode(e, chw, j->w2, j->h2, post + 2 * n * b, post + 2 * n * b + n, err, errlen);
@@ -185,17 +176,17 @@ static int second_pass_progress(void *ctx, int step, int total)
 static sd_status check(const sd_hires_params *p, char *err, size_t errlen)
 {
     if (!isfinite(p->scale) || p->scale < SD_HIRES_SCALE_MIN || p->scale > SD_HIRES_SCALE_MAX)
-        return fail(SD_EINVALID, err, errlen, "hr_scale must be between %g and %g (got %g)", SD_HIRES_SCALE_MIN,
+        return SD_FAIL(SD_EINVALID, err, errlen, "hr_scale must be between %g and %g (got %g)", SD_HIRES_SCALE_MIN,
                     SD_HIRES_SCALE_MAX, p->scale);
-    if ((unsigned)p->upscaler >= SD_HIRES_COUNT) return fail(SD_EINVALID, err, errlen, "unknown hires upscaler");
+    if ((unsigned)p->upscaler >= SD_HIRES_COUNT) return SD_FAIL(SD_EINVALID, err, errlen, "unknown hires upscaler");
     if (p->hr_steps < 0 || p->hr_steps > SD_MAX_STEPS)
-        return fail(SD_EINVALID, err, errlen, "hr_steps must be between 0 and %d (got %d)", SD_MAX_STEPS,
+        return SD_FAIL(SD_EINVALID, err, errlen, "hr_steps must be between 0 and %d (got %d)", SD_MAX_STEPS,
                     p->hr_steps);
     if (!isfinite(p->denoising_strength) || p->denoising_strength <= 0.0 || p->denoising_strength > 1.0)
-        return fail(SD_EINVALID, err, errlen, "denoising_strength must be greater than 0 and at most 1 (got %g)",
+        return SD_FAIL(SD_EINVALID, err, errlen, "denoising_strength must be greater than 0 and at most 1 (got %g)",
                     p->denoising_strength);
     if (sd_hires_steps_run(p->gen.steps, p->hr_steps, p->denoising_strength) < 1)
-        return fail(SD_EINVALID, err, errlen, "denoising_strength %g with %d hires steps leaves no step to run "
+        return SD_FAIL(SD_EINVALID, err, errlen, "denoising_strength %g with %d hires steps leaves no step to run "
                     "(int(steps * strength) = 0); raise denoising_strength or hr_steps", p->denoising_strength,
                     p->hr_steps ? p->hr_steps : p->gen.steps);
     return SD_OK;
@@ -212,12 +203,12 @@ static sd_status first_pass(sd_engine *e, hires_job *j, sd_image_out *first, cha
     bool latent = p->upscaler != SD_HIRES_LANCZOS;
     float *lat = latent ? malloc(sizeof(float) * z * lw * lh * j->batch) : NULL;
     sd_job_hooks hooks = {.latents_out = lat};
-    sd_status st = latent && !lat ? fail(SD_ENOMEM, err, errlen, "out of memory for the hires latents")
+    sd_status st = latent && !lat ? SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the hires latents")
                                   : sd_txt2img_hooked(e, &g, latent ? &hooks : NULL, first, err, errlen);
     size_t px2 = (size_t)j->w2 * j->h2;
     if (st == SD_OK && latent) {
         j->x0 = malloc(sizeof(float) * j->n2 * j->batch);
-        if (!j->x0) st = fail(SD_ENOMEM, err, errlen, "out of memory for the hires latents");
+        if (!j->x0) st = SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the hires latents");
         else if (p->upscaler == SD_HIRES_LATENT)
             upscale_bilinear(lat, z * j->batch, lh, lw, j->x0, j->h2 / 8, j->w2 / 8);
         else
@@ -229,7 +220,7 @@ static sd_status first_pass(sd_engine *e, hires_job *j, sd_image_out *first, cha
             if (img_resize_lanczos(first->rgb + b * px1 * 3, g.width, g.height, rgb + b * px2 * 3, j->w2, j->h2))
                 free(rgb), rgb = NULL;
         j->rgb = rgb;
-        if (!rgb) st = fail(SD_ENOMEM, err, errlen, "out of memory for the hires images");
+        if (!rgb) st = SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the hires images");
     }
     free(lat);
     return st;

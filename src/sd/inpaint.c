@@ -5,13 +5,13 @@
 #include "sd/inpaint.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "image/mask.h"
 #include "image/resize.h"
+#include "sd/error.h"
 #include "sd/vae.h"
 
 typedef struct {
@@ -28,15 +28,6 @@ typedef struct {
     float *extra;          /* batch x (1 + 4) x lh x lw: mask, masked-image latents (inpainting UNets) */
 } inpaint_job;
 
-static sd_status fail(sd_status s, char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 void sd_inpaint_params_default(sd_inpaint_params *p)
 {
     memset(p, 0, sizeof *p);
@@ -50,21 +41,21 @@ void sd_inpaint_params_default(sd_inpaint_params *p)
 static sd_status check(const sd_inpaint_params *p, char *err, size_t errlen)
 {
     const sd_img2img_params *q = &p->i2i;
-    if (!q->init_rgb || !p->mask) return fail(SD_EINVALID, err, errlen, "inpainting needs an image and a mask");
+    if (!q->init_rgb || !p->mask) return SD_FAIL(SD_EINVALID, err, errlen, "inpainting needs an image and a mask");
     if (q->init_width < 1 || q->init_height < 1 || q->init_width > SD_MAX_INIT_SIDE ||
         q->init_height > SD_MAX_INIT_SIDE)
-        return fail(SD_EINVALID, err, errlen, "the init image must be 1 to %d pixels per side (got %dx%d)",
+        return SD_FAIL(SD_EINVALID, err, errlen, "the init image must be 1 to %d pixels per side (got %dx%d)",
                     SD_MAX_INIT_SIDE, q->init_width, q->init_height);
     if (p->mask_blur < 0 || p->mask_blur > SD_INPAINT_BLUR_MAX)
-        return fail(SD_EINVALID, err, errlen, "mask_blur must be between 0 and %d (got %d)", SD_INPAINT_BLUR_MAX,
+        return SD_FAIL(SD_EINVALID, err, errlen, "mask_blur must be between 0 and %d (got %d)", SD_INPAINT_BLUR_MAX,
                     p->mask_blur);
     if (p->padding < 0 || p->padding > SD_INPAINT_PADDING_MAX)
-        return fail(SD_EINVALID, err, errlen, "inpaint_padding must be between 0 and %d (got %d)",
+        return SD_FAIL(SD_EINVALID, err, errlen, "inpaint_padding must be between 0 and %d (got %d)",
                     SD_INPAINT_PADDING_MAX, p->padding);
     if (p->area != SD_INPAINT_WHOLE && p->area != SD_INPAINT_MASKED)
-        return fail(SD_EINVALID, err, errlen, "unknown inpaint area");
+        return SD_FAIL(SD_EINVALID, err, errlen, "unknown inpaint area");
     if (!img_mask_any(p->mask, q->init_width, q->init_height))
-        return fail(SD_EINVALID, err, errlen, "the mask is all black: nothing to repaint (white marks the area "
+        return SD_FAIL(SD_EINVALID, err, errlen, "the mask is all black: nothing to repaint (white marks the area "
                     "to repaint)");
     return SD_OK;
 }
@@ -123,7 +114,7 @@ static sd_status vae_sample(inpaint_job *j, sd_engine *e, const float *chw, sd_b
     size_t n = j->n;
     float *post = malloc(sizeof(float) * 2 * n), *z = malloc(sizeof(float) * n * j->batch);
     sd_status st = post && z ? sd_engine_vae_encode(e, chw, j->w, j->h, post, post + n, err, errlen)
-                             : fail(SD_ENOMEM, err, errlen, "out of memory for the inpainting latents");
+                             : SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the inpainting latents");
     if (st == SD_OK) {
         sd_batch_rng_randn_shared(rng, n, z);
         for (int b = 0; b < j->batch; b++) sd_vae_posterior_sample(post, post + n, z + b * n, n, out + b * n);
@@ -144,7 +135,7 @@ static sd_status masked_image_latents(inpaint_job *j, sd_engine *e, float *chw, 
     for (size_t i = 0; i < px; i++)
         if (j->mask[i] >= 128) chw[i] = chw[px + i] = chw[2 * px + i] = 0.0f;
     float *lat = malloc(sizeof(float) * n * j->batch);
-    if (!lat) return fail(SD_ENOMEM, err, errlen, "out of memory for the inpainting latents");
+    if (!lat) return SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the inpainting latents");
     sd_status st = SD_OK;
     if (j->extra) {
         st = vae_sample(j, e, chw, rng, lat, err, errlen);
@@ -168,7 +159,7 @@ static sd_status init_latents(void *ctx, sd_engine *e, const sd_plan *plan, int 
     size_t total = j->n * j->batch, px = (size_t)j->w * j->h;
     bool strength_max = j->p->i2i.strength == 1.0;
     float *chw = malloc(sizeof(float) * px * 3);
-    if (!chw) return fail(SD_ENOMEM, err, errlen, "out of memory for the inpainting latents");
+    if (!chw) return SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the inpainting latents");
     sd_vae_from_rgb8(j->image, j->h, j->w, chw);
     sd_status st = j->image_latents ? vae_sample(j, e, chw, rng, j->image_latents, err, errlen) : SD_OK;
     if (st == SD_OK) {
@@ -217,7 +208,7 @@ static sd_status overlay_all(inpaint_job *j, sd_image_out *out, char *err, size_
     if (!rgb || (!masked && !overlay_mask)) {
         free(rgb);
         free(overlay_mask);
-        return fail(SD_ENOMEM, err, errlen, "out of memory for the overlay");
+        return SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the overlay");
     }
     for (size_t i = 0; !masked && i < (size_t)j->w * j->h; i++) /* mask_for_overlay: clip(2 * mask) */
         overlay_mask[i] = j->mask[i] >= 128 ? 255 : (uint8_t)(2 * j->mask[i]);
@@ -230,7 +221,7 @@ static sd_status overlay_all(inpaint_job *j, sd_image_out *out, char *err, size_
     free(overlay_mask);
     if (rc) {
         free(rgb);
-        return fail(SD_ENOMEM, err, errlen, "out of memory for the overlay");
+        return SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the overlay");
     }
     free(out->rgb);
     out->rgb = rgb;
@@ -274,17 +265,17 @@ sd_status sd_inpaint(sd_engine *e, const sd_inpaint_params *p, sd_image_out *out
     int m = sd_engine_size_multiple(e), extra = sd_engine_extra_channels(e);
     if (g->width < m || g->height < m || g->width % m || g->height % m || g->width > SD_MAX_SIDE ||
         g->height > SD_MAX_SIDE || g->batch < 1 || g->batch > SD_MAX_BATCH)
-        return fail(SD_EINVALID, err, errlen, "width and height must be multiples of %d between %d and %d, "
+        return SD_FAIL(SD_EINVALID, err, errlen, "width and height must be multiples of %d between %d and %d, "
                     "and 1 to %d images (got %dx%d, %d)", m, m, SD_MAX_SIDE, SD_MAX_BATCH, g->width, g->height,
                     g->batch);
     if (extra && extra != 1 + sd_engine_hparams(e)->vae.z_channels)
-        return fail(SD_EMODEL, err, errlen, "the UNet takes %d extra channels; inpainting needs 5", extra);
+        return SD_FAIL(SD_EMODEL, err, errlen, "the UNet takes %d extra channels; inpainting needs 5", extra);
     inpaint_job j = {.p = p, .w = g->width, .h = g->height, .lw = g->width / 8, .lh = g->height / 8,
                      .batch = g->batch};
     j.n = (size_t)sd_engine_hparams(e)->vae.z_channels * j.lw * j.lh;
     if (prepare_pixels(&j) || alloc_latents(&j, e)) {
         job_free(&j);
-        return fail(SD_ENOMEM, err, errlen, "out of memory for the inpainting job");
+        return SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the inpainting job");
     }
     latent_mask(&j);
     sd_job_hooks hooks = {.ctx = &j, .init_latents = init_latents, .after_step = extra ? NULL : blend,

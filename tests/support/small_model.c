@@ -112,3 +112,18 @@ int small_inpaint_model_write(const char *path)
     st_close(goldens);
     return rc;
 }
+
+int small_progress_step(void *ctx, int step, int total)
+{
+    small_progress *log = ctx;
+    assert_int_equal(step, log->last + 1);
+    log->calls++, log->last = step, log->total = total;
+    return 0;
+}
+
+void small_expect_invalid(sd_status st, const char *err, const sd_image_out *out, const char *needle)
+{
+    assert_int_equal(st, SD_EINVALID);
+    if (!strstr(err, needle)) fail_msg("error \"%s\" lacks \"%s\"", err, needle);
+    assert_null(out->rgb);
+}
