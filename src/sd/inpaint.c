@@ -25,6 +25,7 @@ typedef struct {
     float *latent_mask;    /* the binarised mask at latent size (1: repaint) */
     float *image_latents;  /* batch x n: the image's VAE sample (base UNets) */
     float *noise;          /* batch x n: the noise of prepare_latents */
+    float *proper;         /* n: scratch of the blend (base UNets) */
     float *extra;          /* batch x (1 + 4) x lh x lw: mask, masked-image latents (inpainting UNets) */
 } inpaint_job;
 
@@ -180,8 +181,8 @@ static void blend(void *ctx, const sd_plan *plan, int next_eval, float *x)
 {
     inpaint_job *j = ctx;
     size_t lpx = (size_t)j->lw * j->lh;
-    float *proper = malloc(sizeof(float) * j->n);
-    for (int b = 0; proper && b < j->batch; b++) {
+    float *proper = j->proper;
+    for (int b = 0; b < j->batch; b++) {
         const float *x0 = j->image_latents + (size_t)b * j->n;
         if (next_eval < plan->n_evals) sd_sampler_add_noise(plan, next_eval, x0, j->noise + b * j->n, proper, j->n);
         else memcpy(proper, x0, sizeof(float) * j->n);
@@ -191,7 +192,6 @@ static void blend(void *ctx, const sd_plan *plan, int next_eval, float *x)
             xb[i] = (1.0f - m) * proper[i] + m * xb[i];
         }
     }
-    free(proper);
 }
 
 /* ---- the paste-back --------------------------------------------------------------- */
@@ -239,6 +239,7 @@ static void job_free(inpaint_job *j)
     free(j->latent_mask);
     free(j->image_latents);
     free(j->noise);
+    free(j->proper);
     free(j->extra);
 }
 
@@ -250,8 +251,9 @@ static int alloc_latents(inpaint_job *j, sd_engine *e)
     j->noise = malloc(sizeof(float) * total);
     if (!unet9 || j->p->i2i.strength < 1.0) j->image_latents = malloc(sizeof(float) * total);
     if (unet9) j->extra = malloc(sizeof(float) * (lpx + j->n) * j->batch);
+    else j->proper = malloc(sizeof(float) * j->n);
     return j->latent_mask && j->noise && (j->image_latents || (unet9 && j->p->i2i.strength >= 1.0)) &&
-                   (!unet9 || j->extra)
+                   (unet9 ? j->extra != NULL : j->proper != NULL)
                ? 0
                : -1;
 }
