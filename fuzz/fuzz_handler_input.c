@@ -5,7 +5,8 @@
  * options (bit 0: a bucket is configured; bits 1-2: size multiple 8, 32 or
  * 64); the rest is the job input. Aborts when the outcome is inconsistent: a
  * failure with code OK, an empty message or an error result whose message is
- * not valid UTF-8; a success whose fields break the schema's limits. No
+ * not valid UTF-8; a success whose fields break the schema's limits
+ * (inpainting and hires-fix fields included). No
  * engine runs. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,6 +43,19 @@ static void check_success(const sdxl_job *j, const sdxl_job_limits *lim)
     for (size_t i = 0; i < j->n_loras; i++)
         if (j->loras[i].slot >= lim->n_stack || !lim->stack[j->loras[i].slot].available) abort();
     if (j->has_image && (!j->image.rgb || j->image.width < 1 || j->image.height < 1)) abort();
+    if (j->mask && (!j->has_image || j->hires || j->mask_blur < 0 || j->mask_blur > SD_INPAINT_BLUR_MAX ||
+                    j->inpaint_padding < 0 || j->inpaint_padding > SD_INPAINT_PADDING_MAX ||
+                    !(j->strength > 0 && j->strength <= 1)))
+        abort();
+    if (j->hires) {
+        int w2, h2;
+        sd_hires_size(j->width, j->height, j->hr_scale, lim->size_multiple, &w2, &h2);
+        if (j->has_image || !(j->hr_scale >= 1 && j->hr_scale <= 2) || j->hr_steps < 0 ||
+            j->hr_steps > SDXL_MAX_STEPS || !(j->denoising_strength > 0 && j->denoising_strength <= 1) ||
+            (unsigned)j->hr_upscaler >= SD_HIRES_COUNT || (long)w2 * h2 * j->num_images > lim->max_pixels ||
+            sd_hires_steps_run(j->steps, j->hr_steps, j->denoising_strength) < 1)
+            abort();
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

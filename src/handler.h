@@ -26,6 +26,8 @@
 #include "image/decode.h"
 #include "image/encode.h"
 #include "runpod/runpod.h"
+#include "sd/hires.h"
+#include "sd/inpaint.h"
 #include "sd/rng.h"
 #include "sd/sampler.h"
 
@@ -118,6 +120,16 @@ typedef struct {
     bool has_image;     /* img2img */
     img_rgb image;      /* decoded init image */
     double strength;
+    /* inpainting: `mask` with `image` */
+    uint8_t *mask;      /* grey, image.width x image.height; NULL when absent */
+    int mask_blur;
+    sd_inpaint_area inpaint_area;
+    int inpaint_padding;
+    /* hires fix: hr_scale on a txt2img job */
+    bool hires;
+    double hr_scale, denoising_strength;
+    sd_hires_upscaler hr_upscaler;
+    int hr_steps;       /* 0: steps */
 } sdxl_job;
 
 /* Validates a job input (any JSON value) and resolves it into *job: types,

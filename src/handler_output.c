@@ -50,14 +50,35 @@ static char *lora_hashes(const sdxl_result_in *in)
     return text;
 }
 
+/* A1111's extra_generation_params of inpainting ("Mask blur" when
+ * blurred, "Inpaint area" and "Masked area padding" for only masked) and of
+ * hires fix ("Hires upscale", "Hires steps" when given, "Hires upscaler"),
+ * in A1111's order; nums holds their numbers. Returns how many. */
+static size_t edit_params(const sdxl_job *j, infotext_param *extra, char nums[3][32])
+{
+    size_t n = 0;
+    if (j->mask && j->mask_blur > 0)
+        extra[n++] = (infotext_param){.key = "Mask blur", .value = infotext_number(j->mask_blur, nums[0])};
+    if (j->mask && j->inpaint_area == SD_INPAINT_MASKED) {
+        extra[n++] = (infotext_param){.key = "Inpaint area", .value = "Only masked"};
+        extra[n++] = (infotext_param){.key = "Masked area padding", .value = infotext_number(j->inpaint_padding, nums[1])};
+    }
+    if (j->hires) {
+        extra[n++] = (infotext_param){.key = "Hires upscale", .value = infotext_number(j->hr_scale, nums[0])};
+        if (j->hr_steps) extra[n++] = (infotext_param){.key = "Hires steps", .value = infotext_number(j->hr_steps, nums[1])};
+        extra[n++] = (infotext_param){.key = "Hires upscaler", .value = sd_hires_upscaler_label(j->hr_upscaler)};
+    }
+    return n;
+}
+
 static char *infotext_of(const sdxl_result_in *in, int i, const char *lora_text)
 {
     const sdxl_job *j = in->job;
     a1111_infotext t;
     infotext_init(&t);
-    char model[256], phi[32];
-    infotext_param extra[2];
-    size_t n_extra = 0;
+    char model[256], phi[32], nums[3][32];
+    infotext_param extra[6];
+    size_t n_extra = edit_params(j, extra, nums);
     if (lora_text) extra[n_extra++] = (infotext_param){.key = "Lora hashes", .value = lora_text};
     if (j->guidance_rescale > 0)
         extra[n_extra++] = (infotext_param){.key = "CFG Rescale phi", .value = infotext_number(j->guidance_rescale, phi)};
@@ -68,11 +89,11 @@ static char *infotext_of(const sdxl_result_in *in, int i, const char *lora_text)
     t.schedule_type = sd_schedule_label(in->out->choice.schedule);
     t.cfg_scale = j->cfg_scale;
     t.seed = (int64_t)in->out->seeds[i];
-    t.width = in->out->width;
-    t.height = in->out->height;
+    t.width = j->width; /* A1111: the size the model ran at (a hires fix's first pass) */
+    t.height = j->height;
     t.model_hash = in->w->model_hash[0] ? in->w->model_hash : NULL;
     t.model = infotext_model_name(in->w->paths.checkpoint.path, model, sizeof model);
-    t.denoising_strength = j->has_image ? j->strength : NAN;
+    t.denoising_strength = j->has_image ? j->strength : j->hires ? j->denoising_strength : NAN;
     t.clip_skip = j->clip_skip;
     t.rng = j->rng == SD_RNG_CPU ? "CPU" : NULL;
     t.extra = extra;
@@ -188,6 +209,17 @@ static cJSON *metadata_json(const sdxl_result_in *in)
     cJSON_AddStringToObject(m, "rng", j->rng == SD_RNG_CPU ? "cpu" : "cuda");
     if (j->guidance_rescale > 0) cJSON_AddNumberToObject(m, "guidance_rescale", j->guidance_rescale);
     if (j->has_image) cJSON_AddNumberToObject(m, "strength", j->strength);
+    if (j->mask) {
+        cJSON_AddNumberToObject(m, "mask_blur", j->mask_blur);
+        cJSON_AddStringToObject(m, "inpaint_area", j->inpaint_area == SD_INPAINT_MASKED ? "masked" : "whole");
+        if (j->inpaint_area == SD_INPAINT_MASKED) cJSON_AddNumberToObject(m, "inpaint_padding", j->inpaint_padding);
+    }
+    if (j->hires) {
+        cJSON_AddNumberToObject(m, "hr_scale", j->hr_scale);
+        cJSON_AddStringToObject(m, "hr_upscaler", sd_hires_upscaler_label(j->hr_upscaler));
+        cJSON_AddNumberToObject(m, "hr_steps", j->hr_steps ? j->hr_steps : j->steps);
+        cJSON_AddNumberToObject(m, "denoising_strength", j->denoising_strength);
+    }
     cJSON_AddStringToObject(m, "model", in->w->model_name);
     cJSON_AddItemToObject(m, "loras", loras_json(in));
     cJSON_AddStringToObject(m, "device", in->out->device ? in->out->device : "cpu");

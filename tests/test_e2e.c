@@ -9,7 +9,10 @@
  *   - SIGTERM during a job: its result is posted, then exit 0;
  *   - a job whose body is not JSON (NaN): the worker logs it and serves the
  *     next job;
- *   - /runsync returns an image; a bad input returns FAILED with the error.
+ *   - /runsync returns an image; a bad input returns FAILED with the error;
+ *   - inpainting and hires fix (issue 17) through the queue and in local-test
+ *     mode (--test_input), inpainting on the base model and on its
+ *     9-channel inpainting variant (written from the small model).
  * The LoRA override job waits for the engine's LoRA support (see README). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,11 +33,13 @@
 #include "image/base64.h"
 #include "image/decode.h"
 #include "rp_child.h"
+#include "small_model.h"
 #include "testutil.h"
 
 #define POD "pod-e2e"
 #define KEY "rpa_E2E_SECRET_KEY_9876"
 #define JOB(id, input) "{\"id\":\"" id "\",\"input\":" input "}"
+#undef SMALL /* small_model.h's folder; here the small job */
 #define SMALL "\"prompt\":\"a lighthouse\",\"width\":256,\"height\":256"
 
 typedef struct {
@@ -358,6 +363,163 @@ static void runsync_returns_an_image(void **state)
     assert_int_equal(wait_exit(t, 15000), 0);
 }
 
+/* ---- inpainting and hires fix ----------------------------------------------------------- */
+
+/* The input {SMALL extra} with the small init image and its mask when
+ * inpaint, as JSON text (malloc'd). */
+static char *edit_input(const char *extra, bool inpaint)
+{
+    char *text = NULL;
+    assert_true(asprintf(&text, "{" SMALL "%s}", extra) > 0);
+    cJSON *in = cJSON_Parse(text);
+    free(text);
+    assert_non_null(in);
+    const char *files[2] = {"tests/data/small/img2img_init.png", "tests/data/small/inpaint_mask.png"};
+    const char *keys[2] = {"image", "mask"};
+    for (int i = 0; inpaint && i < 2; i++) {
+        size_t len;
+        char *bytes = tu_read_file(files[i], &len);
+        assert_non_null(bytes);
+        char *b64 = b64_encode(bytes, len, NULL);
+        cJSON_AddStringToObject(in, keys[i], b64);
+        free(b64);
+        free(bytes);
+    }
+    text = cJSON_PrintUnformatted(in);
+    cJSON_Delete(in);
+    return text;
+}
+
+static void assert_params_have(const char *b64, const char *part)
+{
+    uint8_t *bytes;
+    size_t len;
+    char err[256], *params = NULL;
+    assert_int_equal(b64_decode(b64, strlen(b64), 0, &bytes, &len, err, sizeof err), 0);
+    assert_int_equal(img_read_parameters(bytes, len, &params), 0);
+    if (!strstr(params, part)) fail_msg("\"%s\" lacks \"%s\"", params, part);
+    free(params);
+    free(bytes);
+}
+
+static const char *output_image(const cJSON *r)
+{
+    const cJSON *out = cJSON_GetObjectItem(r, "output");
+    if (!out || !cJSON_IsString(cJSON_GetObjectItem(out, "image"))) {
+        char *t = cJSON_PrintUnformatted(r);
+        fail_msg("no image in %.400s", t ? t : "(null)");
+    }
+    return cJSON_GetObjectItem(out, "image")->valuestring;
+}
+
+static void inpaint_and_hires_through_the_queue(void **state)
+{
+    e2e *t = *state;
+    char *inpaint = edit_input(",\"steps\":4,\"seed\":8,\"inpaint_area\":\"masked\"", true);
+    char *job = NULL;
+    assert_true(asprintf(&job, "{\"id\":\"inp-1\",\"input\":%s}", inpaint) > 0);
+    fq_push(t->q, FQ_TAKE, fq_json(job));
+    fq_push(t->q, FQ_TAKE, fq_json(JOB("hr-1", "{" SMALL ",\"steps\":3,\"seed\":4,\"hr_scale\":1.25,"
+                                              "\"hr_upscaler\":\"Lanczos\",\"hr_steps\":4}")));
+    fq_push(t->q, FQ_TAKE, fq_json(JOB("hr-bad", "{" SMALL ",\"hr_scale\":3}")));
+    spawn(t, false);
+
+    cJSON *r = wait_final(t, "inp-1", 60000);
+    const char *png = output_image(r);
+    assert_png(png, 100, 75); /* only masked: the image's size */
+    assert_params_have(png, ", Denoising strength: 0.75, Mask blur: 4, Inpaint area: Only masked, Masked area padding: 32, ");
+    int steps[16];
+    assert_int_equal(progress_steps(t->q, "inp-1", steps, 16), 3); /* int(4 * 0.75) */
+    cJSON_Delete(r);
+
+    r = wait_final(t, "hr-1", 60000);
+    png = output_image(r);
+    assert_png(png, 320, 320);
+    assert_params_have(png, ", Size: 256x256, ");
+    assert_params_have(png, ", Denoising strength: 0.7, Hires upscale: 1.25, Hires steps: 4, Hires upscaler: Lanczos, ");
+    assert_int_equal(progress_steps(t->q, "hr-1", steps, 16), 3 + 2); /* 3, then int(4 * 0.7) */
+    cJSON_Delete(r);
+
+    r = wait_final(t, "hr-bad", 10000);
+    assert_string_equal(cJSON_GetObjectItem(r, "error")->valuestring, "hr_scale must be between 1 and 2 (got 3).");
+    cJSON_Delete(r);
+    kill(t->pid, SIGTERM);
+    assert_int_equal(wait_exit(t, 15000), 0);
+    free(job);
+    free(inpaint);
+}
+
+/* sdxl-worker --test_input <input> with the models config `config`, which
+ * must exit with `exit_code` (1 for a failed job, as the runpod SDK's local
+ * test): the result JSON it prints on stdout. */
+static cJSON *local_test(e2e *t, const char *config, const char *input, int exit_code)
+{
+    char out_path[1100], *arg = NULL;
+    snprintf(out_path, sizeof out_path, "%s/stdout.json", t->dir);
+    assert_true(asprintf(&arg, "{\"id\":\"local-1\",\"input\":%s}", input) > 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (!pid) {
+        rpc_clear_runpod_env();
+        setenv("MODELS_CONFIG", config, 1);
+        setenv("MODELS_DIR", t->dir, 1);
+        setenv("OMP_NUM_THREADS", "2", 1);
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644), log = open(t->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(out, 1);
+        dup2(log, 2);
+        execl(tu_worker_bin(), "sdxl-worker", "--test_input", arg, (char *)NULL);
+        _exit(127);
+    }
+    free(arg);
+    int rc = rpc_wait(pid, 120000);
+    if (rc != exit_code) print_log(t);
+    assert_int_equal(rc, exit_code);
+    char *text = tu_read_file(out_path, NULL);
+    assert_non_null(text);
+    cJSON *r = cJSON_Parse(text);
+    free(text);
+    assert_non_null(r);
+    return r;
+}
+
+static void local_test_mode_inpaint_and_hires(void **state)
+{
+    e2e *t = *state;
+    /* the base model: inpainting the whole picture, then a hires fix */
+    char *input = edit_input(",\"steps\":2,\"seed\":1", true);
+    cJSON *r = local_test(t, "config/demo.json", input, 0);
+    assert_png(output_image(r), 256, 256);
+    assert_params_have(output_image(r), ", Denoising strength: 0.75, Mask blur: 4, ");
+    cJSON_Delete(r);
+    free(input);
+    input = edit_input(",\"steps\":2,\"seed\":1,\"hr_scale\":1.5,\"hr_upscaler\":\"Latent (nearest)\"", false);
+    r = local_test(t, "config/demo.json", input, 0);
+    assert_png(output_image(r), 384, 384);
+    assert_params_have(output_image(r), ", Hires upscale: 1.5, Hires upscaler: Latent (nearest), ");
+    cJSON_Delete(r);
+    free(input);
+
+    /* the 9-channel inpainting model: inpainting runs, txt2img is refused */
+    char model[1100], config[1100], text[2400];
+    snprintf(model, sizeof model, "%s/sdxl_small_inpaint.safetensors", t->dir);
+    snprintf(config, sizeof config, "%s/inpaint.json", t->dir);
+    assert_int_equal(small_inpaint_model_write(model), 0);
+    snprintf(text, sizeof text, "{\"checkpoint\": {\"name\": \"SDXL small inpainting\", \"path\": \"%s\"}}", model);
+    assert_int_equal(tu_write_file(config, text, strlen(text)), 0);
+    input = edit_input(",\"steps\":2,\"seed\":1,\"strength\":1,\"mask_blur\":8", true);
+    r = local_test(t, config, input, 0);
+    assert_png(output_image(r), 256, 256);
+    assert_params_have(output_image(r), "Model: sdxl_small_inpaint, Denoising strength: 1, Mask blur: 8, ");
+    cJSON_Delete(r);
+    free(input);
+    r = local_test(t, config, "{" SMALL ",\"steps\":2}", 1);
+    const cJSON *error = cJSON_GetObjectItem(r, "error");
+    assert_true(cJSON_IsString(error));
+    assert_non_null(strstr(error->valuestring, "this checkpoint is an inpainting model"));
+    cJSON_Delete(r);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -368,6 +530,8 @@ int main(void)
         T(sigterm_during_a_job_posts_its_result),
         T(unparsable_job_then_a_valid_one),
         T(runsync_returns_an_image),
+        T(inpaint_and_hires_through_the_queue),
+        T(local_test_mode_inpaint_and_hires),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -267,6 +267,37 @@ static const bad_case BAD[] = {
     {"\"a cat\"", "INVALID_INPUT", "Input should be <class 'dict'> type, not <class 'str'>."},
     {"null", "INVALID_INPUT", "Input should be <class 'dict'> type, not <class 'NoneType'>."},
     {"{\"prompt\":7,\"steps\":0,\"rng\":\"x\"}", "INVALID_INPUT", "prompt should be <class 'str'> type, not <class 'int'>. steps must be between 1 and 150 (got 0). rng must be one of"},
+    /* inpainting fields (issue 17) */
+    {"{\"prompt\":\"x\",\"loras\":[],\"mask\":\"abc\"}", "INVALID_INPUT", "mask needs an image (the picture to repaint)."},
+    {"{\"prompt\":\"x\",\"loras\":[],\"mask_blur\":4}", "INVALID_INPUT", "mask_blur is for inpainting and needs a mask."},
+    {"{\"prompt\":\"x\",\"loras\":[],\"inpaint_area\":\"masked\"}", "INVALID_INPUT", "inpaint_area is for inpainting and needs a mask."},
+    {"{\"prompt\":\"x\",\"loras\":[],\"inpaint_padding\":8}", "INVALID_INPUT", "inpaint_padding is for inpainting and needs a mask."},
+    {"{\"prompt\":\"x\",\"mask_blur\":65}", "INVALID_INPUT", "mask_blur must be between 0 and 64 (got 65)."},
+    {"{\"prompt\":\"x\",\"mask_blur\":2.5}", "INVALID_INPUT", "mask_blur should be <class 'int'> type, not <class 'float'>."},
+    {"{\"prompt\":\"x\",\"inpaint_padding\":-1}", "INVALID_INPUT", "inpaint_padding must be between 0 and 256 (got -1)."},
+    {"{\"prompt\":\"x\",\"inpaint_area\":\"center\"}", "INVALID_INPUT", "inpaint_area must be one of 'whole', 'masked' (got 'center')."},
+    {"{\"prompt\":\"x\",\"mask\":7}", "INVALID_INPUT", "mask should be <class 'str'> type, not <class 'int'>."},
+    /* hires-fix fields (issue 17) */
+    {"{\"prompt\":\"x\",\"hr_scale\":2.5}", "INVALID_INPUT", "hr_scale must be between 1 and 2 (got 2.5)."},
+    {"{\"prompt\":\"x\",\"hr_scale\":0.5}", "INVALID_INPUT", "hr_scale must be between 1 and 2 (got 0.5)."},
+    {"{\"prompt\":\"x\",\"hr_scale\":\"2x\"}", "INVALID_INPUT", "hr_scale should be <class 'float'> type, not <class 'str'>."},
+    {"{\"prompt\":\"x\",\"loras\":[],\"hr_scale\":1.5,\"hr_upscaler\":\"ESRGAN_4x\"}", "INVALID_INPUT",
+     "hr_upscaler: unknown hires upscaler \"ESRGAN_4x\"; valid upscalers: \"Latent\", \"Latent (nearest)\", \"Lanczos\"."},
+    {"{\"prompt\":\"x\",\"hr_upscaler\":5}", "INVALID_INPUT", "hr_upscaler should be <class 'str'> type, not <class 'int'>."},
+    {"{\"prompt\":\"x\",\"loras\":[],\"hr_upscaler\":\"Latent\"}", "INVALID_INPUT", "hr_upscaler is for hires fix and needs hr_scale."},
+    {"{\"prompt\":\"x\",\"loras\":[],\"hr_steps\":10}", "INVALID_INPUT", "hr_steps is for hires fix and needs hr_scale."},
+    {"{\"prompt\":\"x\",\"loras\":[],\"denoising_strength\":0.5}", "INVALID_INPUT",
+     "denoising_strength is for hires fix and needs hr_scale (img2img and inpainting take strength)."},
+    {"{\"prompt\":\"x\",\"hr_steps\":151}", "INVALID_INPUT", "hr_steps must be between 0 and 150 (got 151)."},
+    {"{\"prompt\":\"x\",\"hr_steps\":-1}", "INVALID_INPUT", "hr_steps must be between 0 and 150 (got -1)."},
+    {"{\"prompt\":\"x\",\"denoising_strength\":0}", "INVALID_INPUT", "denoising_strength must be greater than 0 and at most 1 (got 0)."},
+    {"{\"prompt\":\"x\",\"denoising_strength\":1.5}", "INVALID_INPUT", "denoising_strength must be greater than 0 and at most 1 (got 1.5)."},
+    {"{\"prompt\":\"x\",\"loras\":[],\"width\":2048,\"height\":2048,\"hr_scale\":1.5}", "INVALID_INPUT",
+     "hires fix: the second pass at 3072x3072 (hr_scale 1.5) x num_images 1 = 9437184 pixels is over this worker's budget of 4194304 pixels"},
+    {"{\"prompt\":\"x\",\"loras\":[],\"width\":1024,\"height\":1024,\"num_images\":4,\"hr_scale\":1.25}", "INVALID_INPUT",
+     "hires fix: the second pass at 1280x1280 (hr_scale 1.25) x num_images 4 = 6553600 pixels is over"},
+    {"{\"prompt\":\"x\",\"loras\":[],\"steps\":2,\"hr_scale\":1.5,\"denoising_strength\":0.2}", "INVALID_INPUT",
+     "denoising_strength 0.2 with 2 hires steps leaves no step to run; raise denoising_strength or hr_steps."},
     /* the engine's own checks come back as job errors too */
     {"{" VALID ",\"clip_skip\":12}", "INVALID_INPUT", "clip_skip must be between 1 and"},
     {"{" VALID ",\"sampler\":\"LCM\",\"steps\":60}", "INVALID_INPUT", "LCM"},
@@ -339,6 +370,166 @@ static void bad_inputs_built_in_code(void **state)
     assert_error(r, "INVALID_INPUT", "image: ");
     cJSON_Delete(r);
     assert_serves_a_valid_job();
+}
+
+/* ---- inpainting and hires fix (issue 17) --------------------------------------------- */
+
+/* The base64 of a file. */
+static char *file_b64(const char *path)
+{
+    size_t len;
+    char *bytes = tu_read_file(path, &len);
+    assert_non_null(bytes);
+    char *b64 = b64_encode(bytes, len, NULL);
+    free(bytes);
+    return b64;
+}
+
+/* A w x h PNG of one grey level, as base64. */
+static char *flat_png_b64(int w, int h, uint8_t level)
+{
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    memset(rgb, level, (size_t)w * h * 3);
+    img_encode_opts o;
+    img_encode_opts_default(&o, IMG_PNG);
+    img_buf b = {0};
+    char why[256];
+    assert_int_equal(img_encode(rgb, w, h, (size_t)w * 3, &o, &b, why, sizeof why), 0);
+    char *b64 = b64_encode(b.data, b.len, NULL);
+    img_buf_free(&b);
+    free(rgb);
+    return b64;
+}
+
+/* {VALID extra} plus "image" and "mask" when given. */
+static cJSON *run_edit(const char *extra, const char *image, const char *mask, progress_log *log)
+{
+    char *text = NULL;
+    assert_true(asprintf(&text, "{" VALID "%s}", extra) > 0);
+    cJSON *in = cJSON_Parse(text);
+    free(text);
+    assert_non_null(in);
+    if (image) cJSON_AddStringToObject(in, "image", image);
+    if (mask) cJSON_AddStringToObject(in, "mask", mask);
+    return run_value(in, log);
+}
+
+static void inpaint_and_hires_bad_inputs(void **state)
+{
+    char *image = file_b64("tests/data/small/img2img_init.png"), *mask = file_b64("tests/data/small/inpaint_mask.png");
+    char *small = file_b64("fuzz/corpus/image_decode/png_rgb.bin"), *black = flat_png_b64(100, 75, 0);
+    char *gif = file_b64("fuzz/corpus/image_decode/gif.bin");
+    cJSON *r = run_edit("", small, mask, NULL);
+    assert_error(r, "INVALID_INPUT", "mask must be the image's size (48x32); got 100x75.");
+    cJSON_Delete(r);
+    r = run_edit("", image, black, NULL);
+    assert_error(r, "INVALID_INPUT", "mask is all black: nothing to repaint (white marks the area to repaint).");
+    cJSON_Delete(r);
+    r = run_edit("", image, "@@@", NULL);
+    assert_error(r, "INVALID_INPUT", "mask is not valid base64: ");
+    cJSON_Delete(r);
+    r = run_edit("", image, gif, NULL);
+    assert_error(r, "INVALID_INPUT", "mask: ");
+    cJSON_Delete(r);
+    r = run_edit(",\"hr_scale\":1.5", image, NULL, NULL);
+    assert_error(r, "INVALID_INPUT", "hr_scale (hires fix) is for txt2img; it cannot be used with image.");
+    cJSON_Delete(r);
+    r = run_edit(",\"hr_scale\":1.5", image, mask, NULL);
+    assert_error(r, "INVALID_INPUT", "hr_scale (hires fix) is for txt2img; it cannot be used with image.");
+    cJSON_Delete(r);
+    free(image);
+    free(mask);
+    free(small);
+    free(black);
+    free(gif);
+    assert_serves_a_valid_job();
+}
+
+/* The PNG's A1111 parameters of a result's first image, and its size. */
+static char *result_params(const cJSON *r, int *w, int *h)
+{
+    size_t len;
+    uint8_t *png = decode_b64(str(r, "image"), &len);
+    img_rgb im = {0};
+    char err[256], *params = NULL;
+    assert_int_equal(img_decode(png, len, &LIMITS, &im, err, sizeof err), 0);
+    *w = im.width, *h = im.height;
+    img_rgb_free(&im);
+    assert_int_equal(img_read_parameters(png, len, &params), 0);
+    free(png);
+    return params;
+}
+
+static void expect_in(const char *text, const char *part)
+{
+    if (!strstr(text, part)) fail_msg("\"%s\" lacks \"%s\"", text, part);
+}
+
+static void inpainting_jobs(void **state)
+{
+    char *image = file_b64("tests/data/small/img2img_init.png"), *mask = file_b64("tests/data/small/inpaint_mask.png");
+    progress_log log = {0};
+    cJSON *r = run_edit(",\"steps\":4,\"seed\":5", image, mask, &log);
+    assert_null(cJSON_GetObjectItem(r, "error"));
+    assert_int_equal(cJSON_GetArraySize(log.updates), 3); /* int(4 * 0.75) */
+    const cJSON *m = cJSON_GetObjectItem(r, "metadata");
+    assert_true(num(m, "strength") == 0.75 && num(m, "mask_blur") == 4);
+    assert_string_equal(str(m, "inpaint_area"), "whole");
+    int w, h;
+    char *params = result_params(r, &w, &h);
+    assert_true(w == 256 && h == 256);
+    expect_in(params, ", Size: 256x256, ");
+    expect_in(params, ", Denoising strength: 0.75, Mask blur: 4, Version: ");
+    free(params);
+    cJSON_Delete(r);
+    cJSON_Delete(log.updates);
+
+    /* only masked: the result has the image's size */
+    r = run_edit(",\"steps\":2,\"seed\":5,\"strength\":1,\"inpaint_area\":\"Masked\",\"inpaint_padding\":8,"
+                 "\"mask_blur\":0", image, mask, NULL);
+    assert_null(cJSON_GetObjectItem(r, "error"));
+    m = cJSON_GetObjectItem(r, "metadata");
+    assert_string_equal(str(m, "inpaint_area"), "masked");
+    assert_true(num(m, "inpaint_padding") == 8 && num(m, "width") == 100 && num(m, "height") == 75);
+    params = result_params(r, &w, &h);
+    assert_true(w == 100 && h == 75);
+    expect_in(params, ", Size: 256x256, ");
+    expect_in(params, ", Denoising strength: 1, Inpaint area: Only masked, Masked area padding: 8, Version: ");
+    assert_null(strstr(params, "Mask blur"));
+    free(params);
+    cJSON_Delete(r);
+    free(image);
+    free(mask);
+}
+
+static void hires_fix_jobs(void **state)
+{
+    progress_log log = {0};
+    cJSON *r = run("{" VALID ",\"seed\":3,\"hr_scale\":1.25}", &log);
+    assert_null(cJSON_GetObjectItem(r, "error"));
+    assert_int_equal(cJSON_GetArraySize(log.updates), 3); /* 2 steps, then int(2 * 0.7) */
+    for (int i = 0; i < 3; i++) assert_int_equal((long)num(cJSON_GetArrayItem(log.updates, i), "steps"), 3);
+    const cJSON *m = cJSON_GetObjectItem(r, "metadata");
+    assert_true(num(m, "hr_scale") == 1.25 && num(m, "denoising_strength") == 0.7 && num(m, "hr_steps") == 2);
+    assert_string_equal(str(m, "hr_upscaler"), "Latent");
+    assert_true(num(m, "width") == 320 && num(m, "height") == 320);
+    int w, h;
+    char *params = result_params(r, &w, &h);
+    assert_true(w == 320 && h == 320);
+    expect_in(params, ", Size: 256x256, "); /* A1111 writes the first pass's size */
+    expect_in(params, ", Denoising strength: 0.7, Hires upscale: 1.25, Hires upscaler: Latent, Version: ");
+    free(params);
+    cJSON_Delete(r);
+    cJSON_Delete(log.updates);
+
+    r = run("{" VALID ",\"seed\":3,\"hr_scale\":1.5,\"hr_upscaler\":\"lanczos\",\"hr_steps\":2,"
+            "\"denoising_strength\":0.5}", NULL);
+    assert_null(cJSON_GetObjectItem(r, "error"));
+    params = result_params(r, &w, &h);
+    assert_true(w == 384 && h == 384);
+    expect_in(params, ", Denoising strength: 0.5, Hires upscale: 1.5, Hires steps: 2, Hires upscaler: Lanczos, ");
+    free(params);
+    cJSON_Delete(r);
 }
 
 /* ---- LoRAs through the worker ------------------------------------------------------- */
@@ -733,6 +924,9 @@ int main(void)
         cmocka_unit_test(lora_requests_resolve),
         cmocka_unit_test(limits_from_environment),
         cmocka_unit_test(img2img_strength_default),
+        cmocka_unit_test(inpaint_and_hires_bad_inputs),
+        cmocka_unit_test(inpainting_jobs),
+        cmocka_unit_test(hires_fix_jobs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -197,4 +197,42 @@ sd_status sd_txt2img(sd_engine *e, const sd_txt2img_params *p, sd_image_out *out
  * leaves no step to run. */
 sd_status sd_img2img(sd_engine *e, const sd_img2img_params *p, sd_image_out *out, char *err, size_t errlen);
 
+/* ---- jobs built on txt2img and img2img (sd/inpaint.h, sd/hires.h) ----------- */
+
+/* What such a job changes in a txt2img or img2img run; every member is
+ * optional (zero/NULL: the plain run). */
+typedef struct {
+    void *ctx;
+    /* img2img only: the starting latents (batch x n_per_image floats, n =
+     * z_channels * h/8 * w/8) of a run that starts at plan evaluation
+     * `begin`, in place of encoding init_rgb; the draws come from the job's
+     * generators `rng` (the sampler's noise continues them). */
+    sd_status (*init_latents)(void *ctx, sd_engine *e, const sd_plan *plan, int begin, sd_batch_rng *rng,
+                              float *latents, char *err, size_t errlen);
+    /* after every sampler update (sd_sample_io.after_step), with the plan */
+    void (*after_step)(void *ctx, const sd_plan *plan, int next_eval, float *x);
+    /* Channels appended to the UNet's input after the latents (an
+     * inpainting UNet's mask and masked-image latents): extra_channels x
+     * h/8 x w/8 floats per image; required when the UNet takes more
+     * channels than the latents have. */
+    int extra_channels;
+    const float *extra;
+    /* When set: the final latents (batch x n_per_image) land here and
+     * nothing is decoded (out->rgb is then left unset). */
+    float *latents_out;
+} sd_job_hooks;
+
+sd_status sd_txt2img_hooked(sd_engine *e, const sd_txt2img_params *p, const sd_job_hooks *h, sd_image_out *out,
+                            char *err, size_t errlen);
+/* With h->init_latents, p->init_rgb is not needed. */
+sd_status sd_img2img_hooked(sd_engine *e, const sd_img2img_params *p, const sd_job_hooks *h, sd_image_out *out,
+                            char *err, size_t errlen);
+
+/* The VAE encoder's posterior of one image, chw [3, h, w] in [-1, 1] (h, w
+ * multiples of 8): mean and logvar, z_channels x h/8 x w/8 floats each. */
+sd_status sd_engine_vae_encode(sd_engine *e, const float *chw, int width, int height, float *mean, float *logvar,
+                               char *err, size_t errlen);
+/* UNet input channels beyond the latents': 0, or 5 for an inpainting UNet. */
+int sd_engine_extra_channels(const sd_engine *e);
+
 #endif

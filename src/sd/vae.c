@@ -400,3 +400,11 @@ void sd_vae_from_rgb8(const uint8_t *rgb, int height, int width, float *chw)
             chw[(size_t)c * plane + i] = 2.0f * u - 1.0f;
         }
 }
+
+void sd_vae_posterior_sample(const float *mean, const float *logvar, const float *z, size_t n, float *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        float std = expf(0.5f * fminf(fmaxf(logvar[i], -30.0f), 20.0f));
+        out[i] = (mean[i] + std * z[i]) * SD_VAE_SCALING_FACTOR;
+    }
+}

@@ -45,6 +45,10 @@ int sd_vae_decode_tiled(sd_backend *be, const sd_vae *v, const sd_tensor *z, sd_
 int sd_vae_encode(sd_backend *be, const sd_vae *v, const sd_tensor *image, sd_tensor *mean, sd_tensor *logvar,
                   char *err, size_t errlen);
 
+/* DiagonalGaussianDistribution.sample times the scaling factor, for n
+ * values: out = (mean + exp(0.5 * clamp(logvar, -30, 20)) * z) * 0.13025. */
+void sd_vae_posterior_sample(const float *mean, const float *logvar, const float *z, size_t n, float *out);
+
 /* diffusers VaeImageProcessor.postprocess to 8-bit RGB: per value
  * clamp(x * 0.5 + 0.5, 0, 1) * 255 rounded half to even; CHW planes of one
  * image -> interleaved HWC bytes. NaN gives 0. Both conversions do nothing

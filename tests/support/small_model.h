@@ -38,6 +38,23 @@ void golden_prompt_settings(const cJSON *o, sd_txt2img_params *p);
 /* A case's "seeding": "per-image" (A1111's seeds) or one generator. */
 sd_batch_seeding golden_seeding(const cJSON *c);
 
+/* An engine call that must fail with SD_EINVALID, an error containing
+ * needle and no images. */
+void small_expect_invalid(sd_status st, const char *err, const sd_image_out *out, const char *needle);
+
+/* An sd_progress_fn that checks the steps come one by one from 1 and
+ * counts them (ctx: a zeroed small_progress). */
+typedef struct {
+    int calls, last, total;
+} small_progress;
+int small_progress_step(void *ctx, int step, int total);
+
+/* Writes the small model's 9-channel inpainting variant to path: every
+ * tensor and metadata key of sdxl_small.safetensors, with the UNet's conv_in
+ * replaced by goldens_inpaint's "unet9.conv_in.weight"
+ * (tools/reference/make_inpaint_goldens.py). 0, or -1 after printing why. */
+int small_inpaint_model_write(const char *path);
+
 /* Largest per-byte |a - b|; counts the differing bytes into *n_diff unless NULL. */
 int u8_max_abs_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t *n_diff);
 

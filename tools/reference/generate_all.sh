@@ -26,6 +26,8 @@ scripts=(
   make_pipeline_goldens.py
   make_sampler_pipeline_goldens.py
   make_img2img_goldens.py
+  make_inpaint_goldens.py
+  make_hires_goldens.py
   make_dpmpp_2s_a_goldens.py
   make_lora_goldens.py
   make_image_goldens.py
