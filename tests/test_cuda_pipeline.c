@@ -1,7 +1,7 @@
 /* The whole engine on the CUDA backend against the same engine on the CPU,
  * on the small model: txt2img (samplers, CFG with a negative of another
  * length, guidance rescale, clip skip, batches up to 4), img2img and the
- * tiled VAE decode; in fp32 mode (TF32 off) every image within 1/255 of
+ * tiled VAE decode, inpainting and hires fix; in fp32 mode (TF32 off) every image within 1/255 of
  * the CPU's; in fp16 and bf16 modes no NaN and within the precision's
  * image tolerance. Also a LoRA switch A -> B -> A (bit-identical images,
  * only the LoRA's tensors re-uploaded), a VAE whose activations exceed
@@ -22,6 +22,8 @@
 
 #include "cuda_test.h"
 #include "image/decode.h"
+#include "sd/hires.h"
+#include "sd/inpaint.h"
 #include "small_model.h"
 #include "st_writer.h"
 #include "testutil.h"
@@ -90,6 +92,43 @@ static void base_job(sd_txt2img_params *p)
 
 static img_rgb init_image;
 
+static void check_status(sd_status st, const char *what, const char *err)
+{
+    if (st) fail_msg("%s: %s: %s", what, sd_status_name(st), err);
+}
+
+/* The features built on the engine's hooks (issue 17) run on the GPU with
+ * no code of their own: an "only masked" inpainting job and a Latent hires
+ * fix, on both backends. */
+static void compare_inpaint_and_hires(const precision_case *c, sd_engine *cpu, sd_engine *gpu)
+{
+    char err[1024] = "";
+    sd_inpaint_params ip;
+    sd_inpaint_params_default(&ip);
+    base_job(&ip.i2i.gen);
+    ip.i2i.init_rgb = init_image.rgb, ip.i2i.init_width = init_image.width, ip.i2i.init_height = init_image.height;
+    size_t npix = (size_t)init_image.width * init_image.height;
+    uint8_t *mask = calloc(npix, 1);
+    for (int y = init_image.height / 4; y < init_image.height / 2; y++)
+        memset(mask + (size_t)y * init_image.width + init_image.width / 4, 255, (size_t)init_image.width / 3);
+    ip.mask = mask, ip.area = SD_INPAINT_MASKED, ip.padding = 8;
+    sd_image_out a, b;
+    check_status(sd_inpaint(cpu, &ip, &a, err, sizeof err), "inpaint (cpu)", err);
+    check_status(sd_inpaint(gpu, &ip, &b, err, sizeof err), "inpaint (cuda)", err);
+    compare_images("inpainting, only masked", c, &a, &b);
+    sd_image_out_free(&a), sd_image_out_free(&b);
+    free(mask);
+
+    sd_hires_params hp;
+    sd_hires_params_default(&hp);
+    base_job(&hp.gen);
+    hp.gen.width = 64, hp.gen.height = 64, hp.scale = 1.5, hp.hr_steps = 3;
+    check_status(sd_hires(cpu, &hp, &a, err, sizeof err), "hires (cpu)", err);
+    check_status(sd_hires(gpu, &hp, &b, err, sizeof err), "hires (cuda)", err);
+    compare_images("hires fix 1.5x, Latent", c, &a, &b);
+    sd_image_out_free(&a), sd_image_out_free(&b);
+}
+
 static void compare_jobs(const precision_case *c)
 {
     sd_engine *cpu = load(MODEL, SD_DEVICE_CPU, SD_PRECISION_AUTO, 0);
@@ -125,6 +164,7 @@ static void compare_jobs(const precision_case *c)
     run_ok(gpu, NULL, &i2i, &b);
     compare_images("img2img strength 0.6", c, &a, &b);
     sd_image_out_free(&a), sd_image_out_free(&b);
+    compare_inpaint_and_hires(c, cpu, gpu);
     sd_engine_free(cpu), sd_engine_free(gpu);
 }
 
