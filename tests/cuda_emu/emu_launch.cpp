@@ -78,7 +78,11 @@ const size_t OPTIN_DYNAMIC_SMEM = 227 * 1024;
 
 /* Each stack is one mapping of g_stack_map_bytes: a PROT_NONE guard page,
  * then the stack, growing down towards it. */
-size_t page_bytes() { return (size_t)sysconf(_SC_PAGESIZE); }
+size_t page_bytes()
+{
+    static const size_t bytes = (size_t)sysconf(_SC_PAGESIZE);
+    return bytes;
+}
 
 size_t g_stack_map_bytes;          /* of every mapping in g_stacks */
 std::vector<char *> &g_stacks = *new std::vector<char *>;      /* every stack mapped, for the overflow handler */
