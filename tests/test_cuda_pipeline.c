@@ -43,7 +43,7 @@ typedef struct {
 static const precision_case CASES[] = {
     {SD_PRECISION_FP32, "fp32", 1, 0.05},
     {SD_PRECISION_FP16, "fp16", 24, 2.0},
-    {SD_PRECISION_BF16, "bf16", 48, 4.0},
+    {SD_PRECISION_BF16, "bf16", 80, 4.0},
 };
 
 static sd_engine *load(const char *path, sd_device_kind kind, sd_precision p, size_t memory_limit)
