@@ -2,11 +2,14 @@
  * on the launching host thread, one block after another (blockIdx order,
  * x fastest); each CUDA thread of a block is a fiber with its own stack,
  * switched by a small x86-64 context switch. A block runs in rounds: every
- * ready fiber runs until it exits or waits at a barrier or warp op; then
- * complete warp ops are resolved, and when nothing else can move, the
- * block barrier is released. Divergent barriers and warp ops abort with the
- * kernel's launch site. Also here: launch validation, dynamic shared memory,
- * cudaFuncSetAttribute, and the fiber stacks with their guard pages. */
+ * ready thread runs, in order, until it exits or waits at a barrier or warp
+ * op, and then hands over directly to the next one (an exiting thread lends
+ * its stack to a next thread that has not started, without any switch).
+ * Between rounds the scheduler resolves complete warp ops, and when nothing
+ * else can move, releases the block barrier. Divergent barriers and warp ops
+ * abort with the kernel's launch site. Also here: launch validation, dynamic
+ * shared memory, cudaFuncSetAttribute, and the fiber stacks with their guard
+ * pages. */
 #include "emu_internal.h"
 
 #include <errno.h>
@@ -120,8 +123,9 @@ enum class Wait : uint8_t { RUNNABLE, BLOCK_SYNC, WARP_OP, EXITED };
 
 /* One emulated CUDA thread of the running block. */
 struct Thread {
-    void *sp;     /* saved stack pointer while switched out */
+    void *sp;    /* saved stack pointer while switched out */
     char *stack; /* its mapping; null until the thread first runs, and after it exits */
+    uint3 idx;   /* its threadIdx */
     Wait wait;
     /* what the thread waits at: a block barrier or a warp op */
     BlockSyncKind sync;
@@ -139,18 +143,19 @@ struct Grid {
     void (*run_thread)(const void *args);
     const void *args;
     unsigned block_threads;
-    std::vector<uint3> thread_idx; /* of each linear thread id */
     std::vector<Thread> threads;
     std::vector<unsigned> ready; /* to run in the next round */
-    std::vector<unsigned> round; /* running in this round */
+    std::vector<unsigned> round; /* this round's threads, in order */
+    size_t next;                 /* the first thread of `round` that has not run yet */
     unsigned exited;
     unsigned char *smem;
     uint64_t rng; /* for SDXL_CUDA_EMU_SHUFFLE */
 };
 
 Grid *g_grid;      /* the grid running now, or null */
-Thread *g_running; /* the fiber running now, or null on the scheduler */
+Thread *g_running; /* the thread running now, or null on the scheduler */
 void *g_scheduler_sp;
+char *g_released_stack; /* of a thread that exited on it: free once off it */
 thread_local bool t_in_launch;
 std::mutex g_launch_mutex; /* grids run one at a time, whatever host thread launches them */
 uint64_t g_launch_count;
@@ -161,31 +166,39 @@ std::map<const void *, size_t> &g_max_dynamic_smem = *new std::map<const void *,
 
 /* ---- AddressSanitizer fiber annotations -------------------------------------------------- */
 
+void *g_scheduler_fake_stack; /* the scheduler's ASan fake stack while a fiber runs */
+
 #ifdef EMU_ASAN
 const void *g_scheduler_stack_bottom;
 size_t g_scheduler_stack_size;
-void *g_scheduler_fake_stack;
+bool g_leaving_scheduler; /* the next landing learns the scheduler's stack */
 
-void scheduler_leaves(const Thread &t)
+/* Before a switch to `to` (the scheduler when null); `fake` is where the
+ * context that leaves keeps its fake stack, null when it ends for good. */
+void asan_leave(void **fake, const Thread *to)
 {
     const size_t page = page_bytes();
-    __sanitizer_start_switch_fiber(&g_scheduler_fake_stack, t.stack + page, g_stack_map_bytes - page);
+    g_leaving_scheduler = fake == &g_scheduler_fake_stack;
+    if (to)
+        __sanitizer_start_switch_fiber(fake, to->stack + page, g_stack_map_bytes - page);
+    else
+        __sanitizer_start_switch_fiber(fake, g_scheduler_stack_bottom, g_scheduler_stack_size);
 }
-void scheduler_returns() { __sanitizer_finish_switch_fiber(g_scheduler_fake_stack, nullptr, nullptr); }
-void fiber_leaves(Thread &t, bool exiting)
+
+void asan_land(void *fake)
 {
-    __sanitizer_start_switch_fiber(exiting ? nullptr : &t.asan_fake_stack, g_scheduler_stack_bottom,
-                                   g_scheduler_stack_size);
-}
-void fiber_enters(Thread &t)
-{
-    __sanitizer_finish_switch_fiber(t.asan_fake_stack, &g_scheduler_stack_bottom, &g_scheduler_stack_size);
+    const void *from_bottom;
+    size_t from_size;
+    __sanitizer_finish_switch_fiber(fake, &from_bottom, &from_size);
+    if (g_leaving_scheduler) {
+        g_scheduler_stack_bottom = from_bottom;
+        g_scheduler_stack_size = from_size;
+        g_leaving_scheduler = false;
+    }
 }
 #else
-void scheduler_leaves(const Thread &) {}
-void scheduler_returns() {}
-void fiber_leaves(Thread &, bool) {}
-void fiber_enters(Thread &) {}
+void asan_leave(void **, const Thread *) {}
+void asan_land(void *) {}
 #endif
 
 /* ---- diagnostics ------------------------------------------------------------------------ */
@@ -268,16 +281,30 @@ void watch_stack_overflow()
 
 /* ---- fibers ------------------------------------------------------------------------------- */
 
-[[noreturn]] void fiber_main()
+/* What every context does first after a switch lands in it. */
+void landed(void *fake)
 {
-    Thread &t = *g_running;
-    fiber_enters(t);
-    g_grid->run_thread(g_grid->args);
-    t.wait = Wait::EXITED;
-    fiber_leaves(t, true);
-    emu_fiber_switch(&t.sp, g_scheduler_sp);
-    __builtin_unreachable();
+    asan_land(fake);
+    if (g_released_stack) {
+        g_free_stacks.push_back(g_released_stack);
+        g_released_stack = nullptr;
+    }
 }
+
+/* Saves the running context (its stack pointer in *save_sp, its ASan fake
+ * stack in *fake; fake is null when the context ends for good) and continues
+ * thread `to`, or the scheduler when `to` is null; returns when switched back. */
+void switch_to(void **save_sp, void **fake, Thread *to)
+{
+    asan_leave(fake, to);
+    g_running = to;
+    if (to)
+        coords.thread_idx = to->idx;
+    emu_fiber_switch(save_sp, to ? to->sp : g_scheduler_sp);
+    landed(fake ? *fake : nullptr);
+}
+
+[[noreturn]] void fiber_main();
 
 /* A fresh stack whose saved context `ret`s into fiber_main. */
 void prepare_fiber(Thread &t)
@@ -292,32 +319,60 @@ void prepare_fiber(Thread &t)
     t.asan_fake_stack = nullptr;
 }
 
-/* Runs thread `id` of the block until it exits or waits. */
-void resume(Grid &g, unsigned id)
+/* The next thread of this round, ready to switch to; null when the round is over. */
+Thread *next_in_round(Grid &g)
 {
-    Thread &t = g.threads[id];
+    if (g.next == g.round.size())
+        return nullptr;
+    Thread &t = g.threads[g.round[g.next++]];
     if (!t.stack)
         prepare_fiber(t);
-    g_running = &t;
-    coords.thread_idx = g.thread_idx[id];
-    scheduler_leaves(t);
-    emu_fiber_switch(&g_scheduler_sp, t.sp);
-    scheduler_returns();
-    g_running = nullptr;
-    if (t.wait == Wait::EXITED) {
-        g_free_stacks.push_back(t.stack);
-        t.stack = nullptr;
-        g.exited++;
-    }
+    return &t;
 }
 
-/* Called on a fiber: hands control back to the scheduler until released. */
+/* Runs threads until one waits: a thread that exits hands its stack to the
+ * next thread of the round when that one has not started yet (no switch at
+ * all, the common case of kernels without barriers); otherwise control goes
+ * to the next thread of the round, or back to the scheduler. */
+[[noreturn]] void fiber_main()
+{
+    landed(nullptr);
+    Grid &g = *g_grid;
+    Thread *t = g_running;
+    for (;;) {
+        g.run_thread(g.args);
+        t->wait = Wait::EXITED;
+        g.exited++;
+        if (g.next == g.round.size() || g.threads[g.round[g.next]].stack)
+            break;
+        Thread &fresh = g.threads[g.round[g.next++]];
+        fresh.stack = t->stack;
+        t->stack = nullptr;
+        t = &fresh;
+        g_running = t;
+        coords.thread_idx = t->idx;
+    }
+    g_released_stack = t->stack;
+    t->stack = nullptr;
+    switch_to(&t->sp, nullptr, next_in_round(g));
+    __builtin_unreachable();
+}
+
+/* Called on a fiber: waits at `why` while the rest of the round runs, until
+ * the scheduler releases it in a later round. */
 void suspend(Thread &t, Wait why)
 {
     t.wait = why;
-    fiber_leaves(t, false);
-    emu_fiber_switch(&t.sp, g_scheduler_sp);
-    fiber_enters(t);
+    switch_to(&t.sp, &t.asan_fake_stack, next_in_round(*g_grid));
+}
+
+/* Runs the threads of `ready` once each, in order, until each exits or waits. */
+void run_round(Grid &g)
+{
+    g.round.swap(g.ready);
+    g.ready.clear();
+    g.next = 0;
+    switch_to(&g_scheduler_sp, &g_scheduler_fake_stack, next_in_round(g));
 }
 
 /* ---- warp ops ----------------------------------------------------------------------------- */
@@ -466,10 +521,7 @@ void run_block(Grid &g)
     for (;;) {
         if (shuffle)
             shuffle_ready(g);
-        g.round.swap(g.ready);
-        g.ready.clear();
-        for (unsigned id : g.round)
-            resume(g, id);
+        run_round(g);
         if (g.exited == g.block_threads)
             return;
         resolve_warps(g);
@@ -504,10 +556,9 @@ void prepare_grid(Grid &g)
 {
     const dim3 b = g.cfg->block;
     g.block_threads = b.x * b.y * b.z;
-    g.thread_idx.resize(g.block_threads);
-    for (unsigned i = 0; i < g.block_threads; i++)
-        g.thread_idx[i] = make_uint3(i % b.x, i / b.x % b.y, i / (b.x * b.y));
     g.threads.assign(g.block_threads, Thread{});
+    for (unsigned i = 0; i < g.block_threads; i++)
+        g.threads[i].idx = make_uint3(i % b.x, i / b.x % b.y, i / (b.x * b.y));
     g.ready.reserve(g.block_threads);
     g.round.reserve(g.block_threads);
     void *smem = nullptr;
