@@ -56,6 +56,10 @@ static const struct {
     {M_LORA, CONTAINS, ".lora_A."},
     {M_LORA, CONTAINS, ".lora_B."},
     {M_LORA, CONTAINS, "_lora.down."},
+    {M_LORA, CONTAINS, ".lora.down."},             /* diffusers' convert_state_dict_to_diffusers (UNet) */
+    {M_LORA, CONTAINS, ".lora.up."},
+    {M_LORA, CONTAINS, ".lora_linear_layer.down."}, /* the same for the text encoders */
+    {M_LORA, CONTAINS, ".lora_linear_layer.up."},
     {M_LOHA, CONTAINS, ".hada_w1_a"},
     {M_LOKR, CONTAINS, ".lokr_w1"},
     {M_EMBEDDING, EXACT, "clip_l"},
