@@ -28,6 +28,8 @@ scripts=(
   make_img2img_goldens.py
   make_dpmpp_2s_a_goldens.py
   make_lora_goldens.py
+  make_vae_file_goldens.py
+  make_embedding_goldens.py
   make_image_goldens.py
   make_hash_goldens.py
   make_sigv4_goldens.py

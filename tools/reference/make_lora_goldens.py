@@ -67,8 +67,8 @@ tests/data/small/goldens_lora.{safetensors,json}:
    (load_lora_weights, set_adapters at SAVED_MULTIPLIER, fuse_lora); both
    must give the same fused weights, which are checked against the direct
    computation and stored as fp32 "saved.<name>". The metadata of the saved
-   files is put in sorted order afterwards (safetensors writes it in hash
-   order), so that regeneration stays byte-for-byte reproducible.
+   files is put in sorted order afterwards (harness.sort_safetensors_metadata),
+   so that regeneration stays byte-for-byte reproducible.
 
 4. "diffusers_loadable": every LoRA file of tests/data/small/loras/ that
    diffusers' load_lora_weights accepts (the others raise), so that the C
@@ -530,27 +530,6 @@ def train_saved_adapter(ck, L):
     return pipe, f
 
 
-def sort_metadata(path):
-    """Rewrites the header with __metadata__ in sorted key order (safetensors
-    writes it in hash order); the tensors and their offsets stay as they are.
-    The serialisation is first checked to give back the header as written."""
-    with open(path, "rb") as fp:
-        data = fp.read()
-    n = int.from_bytes(data[:8], "little")
-    text = data[8:8 + n].decode("utf-8")
-    header = json.loads(text, object_pairs_hook=lambda pairs: dict(pairs))
-
-    def dump(h):
-        return json.dumps(h, separators=(",", ":"), ensure_ascii=False)
-
-    assert dump(header) == text.rstrip(" "), "the header does not round-trip"
-    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
-    new = dump(header).encode("utf-8").ljust(n, b" ")
-    assert len(new) == n
-    with open(path, "wb") as fp:
-        fp.write(data[:8] + new + data[8 + n:])
-
-
 def save_adapter(pipe):
     """The adapter of `pipe` written by save_lora_weights in both layouts."""
     from diffusers import StableDiffusionXLPipeline
@@ -559,7 +538,9 @@ def save_adapter(pipe):
     from peft import get_peft_model_state_dict
     components = {c: getattr(pipe, c) for c in SAVED_ADAPTER}
     states = {c: get_peft_model_state_dict(m) for c, m in components.items()}
-    metadata = _collate_lora_metadata(components)
+    # PEFT keeps target_modules as a set: sorted here, or its order would follow the run's string hashing
+    metadata = {key: {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in config.items()}
+                for key, config in _collate_lora_metadata(components).items()}
     paths = {}
     for layout in SAVED_LAYOUTS:
         convert = convert_state_dict_to_diffusers if layout == "dreambooth" else (lambda sd: sd)
@@ -569,7 +550,7 @@ def save_adapter(pipe):
             text_encoder_2_lora_layers=convert(states["text_encoder_2"]),
             weight_name=layout + ".safetensors", **metadata)
         paths[layout] = os.path.join(LORA_DIR, layout + ".safetensors")
-        sort_metadata(paths[layout])
+        harness.sort_safetensors_metadata(paths[layout])
     return paths
 
 
