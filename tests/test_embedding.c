@@ -207,12 +207,7 @@ static void test_txt2img_matches_diffusers(void **state)
     const cJSON *c = cJSON_GetObjectItem(g.m.doc, "image");
     sd_txt2img_params p;
     sd_txt2img_params_default(&p);
-    golden_prompt_settings(c, &p);
-    p.width = json_int(c, "width");
-    p.height = json_int(c, "height");
-    p.steps = json_int(c, "steps");
-    p.sampler = json_str(c, "sampler");
-    p.seeding = SD_BATCH_ONE_GENERATOR;
+    golden_job_settings(c, &p);
     sd_image_out out;
     small_model_txt2img_ok(&g.m, &p, &out);
     size_t n = (size_t)p.width * p.height * 3, n_diff;
@@ -262,7 +257,8 @@ static void test_bad_files_are_refused_and_named(void **state)
          "clip_l holds a non-finite value"},
         {"halfemb", write_embedding("halfemb.safetensors", "clip_l", "F32", 1, 16, NULL, 0, 0, 0.1f),
          "has no clip_g tensor"},
-        {"loraemb", strdup(SMALL "loras/kohya_noalpha.safetensors"), "is a LoRA adapter"},
+        {"loraemb", strdup(SMALL "loras/kohya_noalpha.safetensors"),
+         "is a LoRA, not a textual-inversion embedding: list it under \"loras\""},
         {"goneemb", strdup(SMALL "embeddings/no_such_file.safetensors"), "No such file or directory"},
     };
     size_t n = sizeof cases / sizeof cases[0];

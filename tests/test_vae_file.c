@@ -136,12 +136,7 @@ static int run_case(const cJSON *c, int vae)
     sd_img2img_params q;
     sd_img2img_params_default(&q);
     sd_txt2img_params *p = &q.gen;
-    golden_prompt_settings(c, p);
-    p->width = json_int(c, "width");
-    p->height = json_int(c, "height");
-    p->steps = json_int(c, "steps");
-    p->sampler = json_str(c, "sampler");
-    p->seeding = SD_BATCH_ONE_GENERATOR;
+    golden_job_settings(c, p);
     p->vae = vae;
     sd_image_out out;
     char err[1024];
@@ -189,7 +184,8 @@ static void test_chosen_vae_matches_diffusers(void **state)
     assert_true(own > 50);
 }
 
-static void test_unknown_index_is_refused(void **state)
+/* The engine has exactly the two good VAEs: index 3 is refused. */
+static void expect_two_vaes(void)
 {
     sd_txt2img_params p;
     sd_txt2img_params_default(&p);
@@ -202,6 +198,8 @@ static void test_unknown_index_is_refused(void **state)
     assert_int_equal(sd_txt2img(g.m.engine, &p, &out, err, sizeof err), SD_EINVALID);
     assert_string_equal(err, "vae 3 is not loaded (2 VAEs of choice)");
 }
+
+static void test_unknown_index_is_refused(void **state) { expect_two_vaes(); }
 
 /* ---- refusals ----------------------------------------------------------------------------------- */
 
@@ -265,20 +263,11 @@ static void test_files_that_are_not_sdxl_vaes_are_refused(void **state)
     expect_refused(p16, "is a VAE with 16 latent channels (SD3 or Flux), not an SDXL VAE: this checkpoint's UNet works on 4");
     expect_refused(p4, "is a VAE that scales images by 4, not an SDXL VAE: this checkpoint's scales by 8");
     expect_refused(pmiss, "is not a usable VAE (LDM names): SDXL checkpoint is missing tensor \"decoder.conv_out.weight\"");
-    expect_refused(SMALL "loras/peft_saved.safetensors", "is a LoRA adapter");
+    expect_refused(SMALL "loras/peft_saved.safetensors", "is a LoRA, not a VAE: list it under \"loras\"");
     expect_refused(SMALL "sdxl_small.safetensors", "is an SDXL checkpoint, not a VAE");
     expect_refused(SMALL "embeddings/sks_style.safetensors", "is a textual-inversion embedding");
     expect_refused(text, "HTML page");
-    /* nothing was added: the two good VAEs are still the only ones */
-    sd_txt2img_params p;
-    sd_txt2img_params_default(&p);
-    p.prompt = "x";
-    p.width = p.height = 64;
-    p.steps = 1;
-    p.vae = 3;
-    sd_image_out out;
-    char err[256];
-    assert_int_equal(sd_txt2img(g.m.engine, &p, &out, err, sizeof err), SD_EINVALID);
+    expect_two_vaes(); /* nothing was added */
     free(p16), free(p4), free(pmiss), free(text);
 }
 

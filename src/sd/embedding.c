@@ -128,6 +128,9 @@ static int not_sdxl(const st_file *f, const char *name, const char *path, char *
         return sd_error(err, errlen, "embedding '%s' (%s) is an SD 1.x/2.x embedding (\"%s\", %lld wide), not an "
                         "SDXL one: an SDXL embedding holds clip_l and clip_g", name, path, old->name,
                         (long long)old->shape[old->ndim - 1]);
+    if (kind == CKPT_LORA)
+        return sd_error(err, errlen, "embedding '%s' (%s) is a LoRA, not a textual-inversion embedding: list it "
+                        "under \"loras\"", name, path);
     if (kind != CKPT_EMBEDDING)
         return sd_error(err, errlen, "embedding '%s' (%s) is %s, not a textual-inversion embedding", name, path, what);
     return sd_error(err, errlen, "embedding '%s' (%s) has no %s tensor: an SDXL embedding holds clip_l [n, %s] "
@@ -171,15 +174,12 @@ static int read_vectors(sd_embedding_db *db, embedding *e, const st_file *f, con
            read_part(g, e->n, db->width_g, "OpenCLIP-bigG", &e->g, e->name, path, err, errlen) ? -1 : 0;
 }
 
-int sd_embeddings_load(sd_embedding_db *db, const char *name, const char *path, char *err, size_t errlen)
+int sd_embeddings_load_file(sd_embedding_db *db, const char *name, const st_file *f, char *err, size_t errlen)
 {
-    char why[1024];
-    st_file *f = NULL;
+    const char *path = st_label(f);
     embedding *e = new_item(db, name);
     if (!e) return sd_error(err, errlen, "embedding '%s': out of memory", name);
-    int rc = st_open(path, &f, why, sizeof why) ? sd_error(err, errlen, "embedding '%s': %s", name, why)
-                                                : read_vectors(db, e, f, path, err, errlen);
-    st_close(f);
+    int rc = read_vectors(db, e, f, path, err, errlen);
     if (rc) {
         free(e->l), free(e->g);
         e->l = e->g = NULL, e->n = 0;
@@ -187,6 +187,19 @@ int sd_embeddings_load(sd_embedding_db *db, const char *name, const char *path, 
     }
     if ((rc && !e->why) || add_names(db, name, path, db->n - 1))
         return sd_error(err, errlen, "embedding '%s': out of memory", name);
+    return rc;
+}
+
+int sd_embeddings_load(sd_embedding_db *db, const char *name, const char *path, char *err, size_t errlen)
+{
+    char why[1024];
+    st_file *f;
+    if (st_open(path, &f, why, sizeof why)) {
+        sd_error(err, errlen, "embedding '%s': %s", name, why);
+        return sd_embeddings_add_unavailable(db, name, path, err) ? sd_error(err, errlen, "out of memory") : -1;
+    }
+    int rc = sd_embeddings_load_file(db, name, f, err, errlen);
+    st_close(f);
     return rc;
 }
 

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sd/safetensors.h"
 #include "sd/tokenizer.h"
 
 #define SD_EMBEDDING_MAX_VECTORS 75 /* a 75-token chunk holds at most this many */
@@ -36,6 +37,8 @@ void sd_embeddings_free(sd_embedding_db *db); /* NULL is fine */
  * for these encoders is refused with one line naming the embedding, and
  * registered as unavailable with that reason. 0, or -1 with err. */
 int sd_embeddings_load(sd_embedding_db *db, const char *name, const char *path, char *err, size_t errlen);
+/* The same for a file already opened (its label is the path). */
+int sd_embeddings_load_file(sd_embedding_db *db, const char *name, const st_file *f, char *err, size_t errlen);
 /* Registers `name` (and the stem of path, when path is not NULL) as an
  * embedding that cannot be used, for `why`. 0, or -1 when out of memory. */
 int sd_embeddings_add_unavailable(sd_embedding_db *db, const char *name, const char *path, const char *why);

@@ -7,7 +7,8 @@
  *
  * txt2img, per job:
  *   1. prompts (sd/prompt.h: <lora:...> tags stripped from the prompt,
- *      attention syntax, 75-token chunks) -> context [77*chunks, 2048] and
+ *      attention syntax, textual-inversion embeddings named in them,
+ *      75-token chunks) -> context [77*chunks, 2048] and
  *      pooled (sd/text_encoder.h); an empty negative prompt gives all-zero
  *      context and pooled (diffusers' force_zeros_for_empty_prompt, A1111's
  *      force_zero_negative_prompt). With cfg <= 1 the negative is not encoded;
@@ -22,7 +23,8 @@
  *      (a long prompt against a short negative) they run as two UNet calls,
  *      as A1111 does without pad_cond_uncond. Sampler noise continues each
  *      image's own generator;
- *   4. latents / 0.13025 -> VAE decode (tiled above a size threshold) ->
+ *   4. latents / 0.13025 -> VAE decode (the checkpoint's VAE or the one the
+ *      job chose, sd_engine_add_vae; tiled above a size threshold) ->
  *      RGB8 as VaeImageProcessor rounds (sd_vae_to_rgb8).
  *
  * img2img (sd_img2img) runs diffusers' StableDiffusionXLImg2ImgPipeline:

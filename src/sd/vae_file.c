@@ -158,8 +158,12 @@ static vae_layout recognise(const st_file *f, const char *path, char *err, size_
     if (kind == CKPT_VAE && (st_find(f, LDM_PREFIX "encoder.conv_in.weight") ||
                              st_find(f, LDM_PREFIX "decoder.conv_in.weight")))
         return LAYOUT_LDM_PREFIXED;
-    sd_error(err, errlen, "%s is %s, not a VAE (a VAE file holds encoder.*/decoder.* tensors, in LDM or diffusers "
-             "names)", path, kind == CKPT_VAE ? "a VAE without its encoder.conv_in or decoder.conv_in" : what);
+    if (kind == CKPT_LORA)
+        sd_error(err, errlen, "%s is a LoRA, not a VAE: list it under \"loras\"", path);
+    else
+        sd_error(err, errlen, "%s is %s, not a VAE (a VAE file holds encoder.*/decoder.* tensors, in LDM or "
+                 "diffusers names)", path, kind == CKPT_VAE ? "a VAE without its encoder.conv_in or decoder.conv_in"
+                                                            : what);
     return LAYOUT_NONE;
 }
 
@@ -176,9 +180,17 @@ static int open_view(sd_vae_file *v, vae_layout layout, char *err, size_t errlen
 
 int sd_vae_file_open(const char *path, sd_vae_file *out, char *err, size_t errlen)
 {
+    st_file *f;
     memset(out, 0, sizeof *out);
+    return st_open(path, &f, err, errlen) ? -1 : sd_vae_file_from(f, out, err, errlen);
+}
+
+int sd_vae_file_from(st_file *f, sd_vae_file *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->file = f;
+    const char *path = st_label(f);
     char why[512];
-    if (st_open(path, &out->file, err, errlen)) return -1;
     vae_layout layout = recognise(out->file, path, err, errlen);
     int rc = layout == LAYOUT_NONE ? -1 : open_view(out, layout, err, errlen);
     if (rc == 0) out->layout = LAYOUT_NAMES[layout];

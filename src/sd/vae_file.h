@@ -39,6 +39,8 @@ typedef struct {
  * inconsistent tensors, is refused with one line naming the file and what it
  * is. 0, or -1 with err; out is zeroed on failure. */
 int sd_vae_file_open(const char *path, sd_vae_file *out, char *err, size_t errlen);
+/* The same for a file already opened, which out takes over (closed on failure too). */
+int sd_vae_file_from(st_file *f, sd_vae_file *out, char *err, size_t errlen);
 void sd_vae_file_close(sd_vae_file *v); /* a zeroed one is fine */
 
 /* Whether the VAE fits a checkpoint: RGB in and out, as many latent

@@ -41,7 +41,8 @@ for s in "${scripts[@]}"; do
 done
 
 cd "$repo"
-outputs=(tests/data fuzz/corpus/image_decode fuzz/corpus/lora src/sd/clip_bpe_data.c src/sd/clip_bpe_data.h
+outputs=(tests/data fuzz/corpus/image_decode fuzz/corpus/lora fuzz/corpus/vae_file fuzz/corpus/embedding
+         src/sd/clip_bpe_data.c src/sd/clip_bpe_data.h
          src/sd/unicode_data.c src/sd/unicode_data.h)
 git ls-files -z -- "${outputs[@]}" | xargs -0 sha256sum
 if [ "${1:-}" = "--check" ]; then

@@ -28,6 +28,10 @@ References
   not fit the rest of a chunk, the comma backtrack moving an embedding's slots
   while its fix stays behind, an unknown name, case.
 
+Also writes fuzz/corpus/embedding/ (the seeds of fuzz/fuzz_embedding.c): the
+two embeddings and small broken ones (an SD 1.5 embedding, other widths,
+unequal vector counts, clip_g missing, 76 vectors, integer data).
+
 Each case records prompt and negative, the chunks (ids of both encoders,
 weights, the rows each embedding vector lands on), the embeddings used in
 A1111's order of first use, and the tensors <case>.cond.{context,pooled} and,
@@ -70,6 +74,32 @@ CASES = [
 ]
 # the diffusers pipeline call of the image case: (sampler, (width, height), steps, cfg, seed)
 IMAGE = ("Euler", (64, 64), 4, 6.0, 42)
+
+
+FUZZ_DIR = os.path.join(harness.REPO, "fuzz", "corpus", "embedding")
+
+
+def write_fuzz_seeds(paths, te1_width, te2_width):
+    os.makedirs(FUZZ_DIR, exist_ok=True)
+    for name, path in paths.items():
+        with open(path, "rb") as src, open(os.path.join(FUZZ_DIR, name + ".safetensors"), "wb") as dst:
+            dst.write(src.read())
+    g = torch.Generator().manual_seed(33)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g) * 0.1
+
+    seeds = {
+        "sd15": {"emb_params": r(2, 768)},
+        "other_widths": {"clip_l": r(2, 768), "clip_g": r(2, 1280)},
+        "unequal": {"clip_l": r(2, te1_width), "clip_g": r(3, te2_width)},
+        "no_clip_g": {"clip_l": r(1, te1_width)},
+        "too_many": {"clip_l": r(76, te1_width), "clip_g": r(76, te2_width)},
+        "integers": {"clip_l": torch.ones(1, te1_width, dtype=torch.int32),
+                     "clip_g": torch.ones(1, te2_width, dtype=torch.int32)},
+    }
+    for name, tensors in seeds.items():
+        save_torch(tensors, os.path.join(FUZZ_DIR, name + ".safetensors"))
 
 
 def make_embeddings(te1_width, te2_width):
@@ -153,6 +183,7 @@ def main():
     enc = Encoder(pipe)
     vectors, paths = make_embeddings(pipe.text_encoder.config.hidden_size, pipe.text_encoder_2.config.hidden_size)
     finder = Finder(enc, vectors)
+    write_fuzz_seeds(paths, pipe.text_encoder.config.hidden_size, pipe.text_encoder_2.config.hidden_size)
 
     tensors, cases = {}, []
     for name, prompt, negative, reference in CASES:

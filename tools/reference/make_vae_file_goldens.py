@@ -30,6 +30,11 @@ must hold identical weights (checked); that VAE then replaces pipe.vae in
                seed): the chosen VAE encodes the init image and decodes.
 Images are uint8 HWC, rounded as the pipeline's PIL path does.
 
+Also writes fuzz/corpus/vae_file/ (the seeds of fuzz/fuzz_vae_file.c): a tiny
+VAE (channels 4, one resnet per level) in LDM names, under
+first_stage_model. and in diffusers names, and broken variants of it (cut
+short, a tensor missing, mid-block attention weights of the wrong width).
+
 Run: tools/reference/.venv/bin/python tools/reference/make_vae_file_goldens.py
 """
 import json
@@ -81,6 +86,34 @@ def random_vae(config):
     return vae
 
 
+FUZZ_DIR = os.path.join(harness.REPO, "fuzz", "corpus", "vae_file")
+
+
+def write_fuzz_seeds(config):
+    os.makedirs(FUZZ_DIR, exist_ok=True)
+    tiny = dict(config, block_out_channels=[4, 4, 4, 4], layers_per_block=1)
+    vae = diffusers.AutoencoderKL(**tiny)
+    with torch.no_grad():
+        for name, t in vae.state_dict().items():
+            t.copy_(random_weight("vae_fuzz." + name, t.shape).to(t.dtype))
+    state = {k: v.to(torch.float16).contiguous() for k, v in vae.state_dict().items()}
+    ldm = {k[len(sgm_layout.VAE_PREFIX):]: v.contiguous() for k, v in sgm_layout.vae_to_sgm(state, tiny).items()}
+    seeds = {
+        "ldm": ldm,
+        "ldm_prefixed": {sgm_layout.VAE_PREFIX + k: v for k, v in ldm.items()},
+        "diffusers": state,
+        "missing_conv_out": {k: v for k, v in ldm.items() if not k.startswith("decoder.conv_out.")},
+        "wrong_attention": dict(ldm, **{"decoder.mid.attn_1.q.weight": torch.zeros(4, 8, 1, 1, dtype=torch.float16)}),
+    }
+    for name, tensors in seeds.items():
+        path = os.path.join(FUZZ_DIR, name + ".safetensors")
+        save_torch(tensors, path, metadata={"sdxl.vae.norm_groups": "4"})
+    with open(os.path.join(FUZZ_DIR, "ldm.safetensors"), "rb") as src:
+        data = src.read()
+    with open(os.path.join(FUZZ_DIR, "truncated.safetensors"), "wb") as dst:
+        dst.write(data[:len(data) * 3 // 4])
+
+
 def write_files(vae, config):
     """The LDM and the diffusers file of the same fp16 weights."""
     os.makedirs(VAE_DIR, exist_ok=True)
@@ -121,6 +154,7 @@ def main():
     config = vae_config()
     torch.manual_seed(0)  # module construction draws random numbers
     write_files(random_vae(config), config)
+    write_fuzz_seeds(vae_config())
     vae = load_both(config)
     pipe = harness.load_small_pipeline()
     pipe.watermark = None
