@@ -431,11 +431,10 @@ static int resolve_loras(sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *er
 
 /* ---- the VAE --------------------------------------------------------------------- */
 
-/* A configured VAE by its config name, its file name (what the infotext's
- * "VAE" shows, so a job copied from an image works) or its file stem. */
-static bool vae_named(const sdxl_vae_slot *v, const char *name)
+/* A configured VAE's file name (what the infotext's "VAE" shows, so that a
+ * job copied from an image works) or file stem. */
+static bool vae_file_named(const sdxl_vae_slot *v, const char *name)
 {
-    if (!strcmp(v->name, name)) return true;
     const char *base = v->path ? strrchr(v->path, '/') : NULL;
     base = base ? base + 1 : v->path;
     return base && (!strcmp(base, name) || stem_equals(v->path, name));
@@ -447,8 +446,10 @@ static int resolve_vae(sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *err)
     const char *name = str_or(j, "vae", NULL);
     j->vae = -1;
     if (!name) return 0;
+    for (size_t i = 0; i < lim->n_vaes && j->vae < 0; i++) /* config names first, as LoRAs */
+        if (!strcmp(lim->vaes[i].name, name)) j->vae = (long)i;
     for (size_t i = 0; i < lim->n_vaes && j->vae < 0; i++)
-        if (vae_named(&lim->vaes[i], name)) j->vae = (long)i;
+        if (vae_file_named(&lim->vaes[i], name)) j->vae = (long)i;
     if (j->vae < 0) {
         char names[1024];
         size_t len = 0;
