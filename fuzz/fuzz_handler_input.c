@@ -1,7 +1,7 @@
 /* Fuzz target for the SDXL handler's input path (handler_input.c), the
  * code that every job's bytes go through before the engine: arbitrary bytes
  * are parsed as JSON and validated and resolved against a two-LoRA stack
- * (one of them unavailable), with and without a bucket. Byte 0 picks the
+ * and two VAEs (one of each unavailable), with and without a bucket. Byte 0 picks the
  * options (bit 0: a bucket is configured; bits 1-2: size multiple 8, 32 or
  * 64); the rest is the job input. Aborts when the outcome is inconsistent: a
  * failure with code OK, an empty message or an error result whose message is
@@ -20,6 +20,11 @@
 static const sdxl_lora_slot STACK[] = {
     {.name = "Detail Tweaker XL", .path = "/m/loras/detail_tweaker_xl.safetensors", .scale = 1.5, .available = true},
     {.name = "Gone", .path = "/m/loras/gone.safetensors", .scale = 1, .available = false, .why = "HTTP 404"},
+};
+
+static const sdxl_vae_slot VAES[] = {
+    {.name = "SDXL VAE fp16 fix", .path = "/m/vae/sdxl_vae_fp16_fix.safetensors", .index = 1, .available = true},
+    {.name = "Gone VAE", .path = "/m/vae/gone.safetensors", .available = false, .why = "HTTP 404"},
 };
 
 static bool valid_utf8(const char *s)
@@ -56,6 +61,10 @@ static void check_success(const sdxl_job *j, const sdxl_job_limits *lim)
             sd_hires_steps_run(j->steps, j->hr_steps, j->denoising_strength) < 1)
             abort();
     }
+    if (j->vae >= 0 && ((size_t)j->vae >= lim->n_vaes || !lim->vaes[j->vae].available ||
+                        j->vae_index != lim->vaes[j->vae].index))
+        abort();
+    if (j->vae < 0 && j->vae_index != 0) abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -63,7 +72,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) return 0;
     rp_log_set_level(RP_LOG_NOTSET);
     sdxl_job_limits lim = {.max_pixels = SDXL_DEFAULT_MAX_PIXELS, .bucket = data[0] & 1,
-                           .size_multiple = 8 << ((data[0] >> 1) % 3), .stack = STACK, .n_stack = 2};
+                           .size_multiple = 8 << ((data[0] >> 1) % 3), .stack = STACK, .n_stack = 2,
+                           .vaes = VAES, .n_vaes = 2};
     cJSON *input = cJSON_ParseWithLength((const char *)data + 1, size - 1);
     sdxl_job job;
     sdxl_error err;

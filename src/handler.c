@@ -126,6 +126,7 @@ static void fill_params(const sdxl_job *j, rp_job *job, progress_ctx *pc, sd_txt
     p->rng = j->rng;
     p->clip_skip = j->clip_skip;
     p->batch = j->num_images;
+    p->vae = j->vae_index;
     p->progress = send_progress;
     p->progress_ctx = pc;
     p->cancel = &job->cancelled;
@@ -260,6 +261,13 @@ static cJSON *run_job(sdxl_worker *w, rp_job *job, double t_start, sdxl_error *e
         sdxl_job_free(&j);
         return NULL;
     }
+    sdxl_ti_use ti;
+    if (sdxl_ti_use_of(w, &j, &ti, err)) {
+        free(tensors_applied);
+        cJSON_Delete(unmatched);
+        sdxl_job_free(&j);
+        return NULL;
+    }
     sd_image_out out;
     char why[SDXL_ERROR_MAX];
     sd_status st = generate(w, &j, job, &out, why, sizeof why);
@@ -273,10 +281,12 @@ static cJSON *run_job(sdxl_worker *w, rp_job *job, double t_start, sdxl_error *e
     } else {
         log_done(&j, rp_job_id(job), &out);
         sdxl_result_in in = {.w = w, .job = &j, .job_id = rp_job_id(job), .out = &out,
-                             .tensors_applied = tensors_applied, .lora_unmatched = unmatched, .t_start = t_start};
+                             .tensors_applied = tensors_applied, .lora_unmatched = unmatched, .ti = &ti,
+                             .t_start = t_start};
         result = sdxl_result_build(&in, err);
         sd_image_out_free(&out);
     }
+    sdxl_ti_use_free(&ti);
     free(tensors_applied);
     cJSON_Delete(unmatched);
     sdxl_job_free(&j);

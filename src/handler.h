@@ -8,7 +8,8 @@
  *   {"image": "<base64 of the first image>",
  *    "images": [{"image": "<base64>" | "url": "<presigned GET>", "seed": N, "format": "png"}],
  *    "metadata": {prompt, negative_prompt, steps, cfg_scale, sampler, scheduler, seed, width,
- *                 height, clip_skip, rng, model, loras: [{name, scale, tensors_applied}]},
+ *                 height, clip_skip, rng, model, loras: [{name, scale, tensors_applied}],
+ *                 vae (when chosen), embeddings (when used)},
  *    "timings": {encode, denoise, decode, total}}
  *
  * A failed job returns {"error": "<message naming the field or cause>",
@@ -80,6 +81,15 @@ typedef struct {
     const char *why;   /* when !available: the model store's reason */
 } sdxl_lora_slot;
 
+/* One VAE of the models config's "vae"/"vaes", which a job's "vae" names. */
+typedef struct {
+    const char *name;  /* the config's name */
+    const char *path;  /* the file, when available */
+    int index;         /* the engine's sd_txt2img_params.vae for it; 0 when unavailable */
+    bool available;    /* present, verified and accepted by the engine */
+    const char *why;   /* when !available: the store's or the engine's reason */
+} sdxl_vae_slot;
+
 /* What the schema checks against: set from the environment and the engine. */
 typedef struct {
     long max_pixels;    /* width x height x num_images; SDXL_MAX_PIXELS */
@@ -87,6 +97,8 @@ typedef struct {
     bool bucket;        /* return_type "url" is possible */
     const sdxl_lora_slot *stack;
     size_t n_stack;
+    const sdxl_vae_slot *vaes;
+    size_t n_vaes;
 } sdxl_job_limits;
 
 /* limits from the environment: SDXL_MAX_PIXELS (a positive integer, else
@@ -130,14 +142,17 @@ typedef struct {
     double hr_scale, denoising_strength;
     sd_hires_upscaler hr_upscaler;
     int hr_steps;       /* 0: steps */
+    long vae;           /* the slot of limits.vaes the job chose; -1: the checkpoint's own VAE */
+    int vae_index;      /* its sd_txt2img_params.vae (0: the checkpoint's own) */
 } sdxl_job;
 
 /* Validates a job input (any JSON value) and resolves it into *job: types,
  * ranges, the pixel budget, the sampler and schedule names, the LoRA request
  * against the stack (the `loras` field, then <lora:name:w> tags in the
- * prompt), the img2img image. Draws a random seed for -1/absent. 0, or -1
- * with err filled (INVALID_INPUT, or MODEL_UNAVAILABLE for a LoRA that is
- * configured but absent). Never runs the engine. */
+ * prompt), the VAE it names, the img2img image. Draws a random seed for
+ * -1/absent. 0, or -1 with err filled (INVALID_INPUT, or MODEL_UNAVAILABLE
+ * for a LoRA or VAE that is configured but unusable). Never runs the
+ * engine. */
 int sdxl_job_parse(const cJSON *input, const sdxl_job_limits *lim, sdxl_job *job, sdxl_error *err);
 void sdxl_job_free(sdxl_job *job);
 

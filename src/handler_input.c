@@ -3,8 +3,9 @@
  * checks that span fields or need the worker: the cfg_scale/guidance_scale
  * alias, the pixel budget, the engine's size multiple, exact per-image seeds,
  * sampler and schedule names (sd_sampler_parse), the LoRA request against
- * the configured stack, the img2img image, the inpainting mask and the
- * hires-fix fields (with the second pass in the pixel budget). Nothing here runs the engine,
+ * the configured stack, the VAE named against the configured VAEs, the
+ * img2img image, the inpainting mask and the hires-fix fields (with the
+ * second pass in the pixel budget). Nothing here runs the engine,
  * so the fuzz target fuzz/fuzz_handler_input.c drives all of it. */
 #include "handler.h"
 
@@ -137,6 +138,7 @@ static const rp_v_rule SCHEMA[] = {
     {.key = "quality", .type = RP_V_INTEGER, .default_json = "null", RP_V_RANGE(1, 100)},
     {.key = "return_type", .type = RP_V_STRING, .default_json = "\"base64\"", .one_of = RETURN_TYPES,
      .one_of_nocase = true},
+    {.key = "vae", .type = RP_V_STRING, .default_json = "null", .nullable = true, .max_len = MAX_NAME_CHARS},
 };
 
 static const rp_v_rule LORA_ITEM[] = {
@@ -523,6 +525,48 @@ static int resolve_loras(sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *er
     return 0;
 }
 
+/* ---- the VAE --------------------------------------------------------------------- */
+
+/* A configured VAE's file name (what the infotext's "VAE" shows, so that a
+ * job copied from an image works) or file stem. */
+static bool vae_file_named(const sdxl_vae_slot *v, const char *name)
+{
+    const char *base = v->path ? strrchr(v->path, '/') : NULL;
+    base = base ? base + 1 : v->path;
+    return base && (!strcmp(base, name) || stem_equals(v->path, name));
+}
+
+/* `vae`: one of the configured VAEs; absent or null: the checkpoint's own. */
+static int resolve_vae(sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *err)
+{
+    const char *name = str_or(j, "vae", NULL);
+    j->vae = -1;
+    if (!name) return 0;
+    for (size_t i = 0; i < lim->n_vaes && j->vae < 0; i++) /* config names first, as LoRAs */
+        if (!strcmp(lim->vaes[i].name, name)) j->vae = (long)i;
+    for (size_t i = 0; i < lim->n_vaes && j->vae < 0; i++)
+        if (vae_file_named(&lim->vaes[i], name)) j->vae = (long)i;
+    if (j->vae < 0) {
+        char names[1024];
+        size_t len = 0;
+        names[0] = '\0';
+        for (size_t i = 0; i < lim->n_vaes && len + 8 < sizeof names; i++) {
+            int w = snprintf(names + len, sizeof names - len, "%s'%s'", i ? ", " : "", lim->vaes[i].name);
+            len = w < 0 || len + (size_t)w >= sizeof names ? sizeof names - 1 : len + (size_t)w;
+        }
+        return fail(err, SDXL_INVALID_INPUT,
+                    "vae names the VAE '%.200s', which this worker does not have; VAEs: %s (leave vae out for the "
+                    "checkpoint's own).", name, lim->n_vaes ? names : "none are configured");
+    }
+    const sdxl_vae_slot *v = &lim->vaes[j->vae];
+    if (!v->available)
+        return fail(err, SDXL_MODEL_UNAVAILABLE,
+                    "the VAE '%s' is not available on this worker (%s); leave vae out for the checkpoint's own, or "
+                    "fix the models config and restart the worker.", v->name, v->why ? v->why : "it failed at start-up");
+    j->vae_index = v->index;
+    return 0;
+}
+
 /* ---- the whole input ----------------------------------------------------------- */
 
 static void read_plain_fields(sdxl_job *j)
@@ -555,7 +599,8 @@ int sdxl_job_parse(const cJSON *input, const sdxl_job_limits *lim, sdxl_job *job
     read_plain_fields(job);
     if (resolve_cfg(job, err) || check_size(job, lim, err) || resolve_seed(job, err) ||
         resolve_sampler(job, err) || resolve_output(job, lim, err) || resolve_loras(job, lim, err) ||
-        resolve_image(job, err) || resolve_mask(job, err) || resolve_hires(job, lim, err)) {
+        resolve_vae(job, lim, err) || resolve_image(job, err) || resolve_mask(job, err) ||
+        resolve_hires(job, lim, err)) {
         sdxl_job_free(job);
         return -1;
     }

@@ -1,7 +1,7 @@
 /* The result of a finished job (handler.h's shape): each image encoded as
  * PNG/JPEG/WebP with A1111's `parameters` infotext (image/infotext.h:
- * sampler + schedule type, Model hash AutoV2, Model, Lora hashes AutoV3,
- * Version), returned as base64 or uploaded to the bucket with a presigned
+ * sampler + schedule type, Model hash AutoV2, Model, VAE hash and VAE of a
+ * chosen VAE, Lora hashes AutoV3, TI hashes, Version), returned as base64 or uploaded to the bucket with a presigned
  * URL (s3/s3.h), plus the original worker's `image` and `metadata` and the
  * stage timings. Results over RunPod's payload limits are logged with a
  * pointer to return_type "url". With SDXL_OUTPUT_DIR set, every image is also
@@ -71,15 +71,27 @@ static size_t edit_params(const sdxl_job *j, infotext_param *extra, char nums[3]
     return n;
 }
 
+/* A1111's "VAE hash" and "VAE" (modules/sd_vae.py: AutoV2 and the file's
+ * base name) of the VAE the job chose; NULL for the checkpoint's own. */
+static void chosen_vae(const sdxl_result_in *in, a1111_infotext *t)
+{
+    if (in->job->vae < 0) return;
+    const char *path = in->w->vaes[in->job->vae].path, *base = strrchr(path, '/');
+    t->vae = base ? base + 1 : path;
+    t->vae_hash = in->w->vae_hash[in->job->vae][0] ? in->w->vae_hash[in->job->vae] : NULL;
+}
+
 static char *infotext_of(const sdxl_result_in *in, int i, const char *lora_text)
 {
     const sdxl_job *j = in->job;
+    char *ti_text = in->ti ? sdxl_ti_hashes(in->w, in->ti) : NULL;
     a1111_infotext t;
     infotext_init(&t);
     char model[256], phi[32], nums[3][32];
     infotext_param extra[6];
     size_t n_extra = edit_params(j, extra, nums);
     if (lora_text) extra[n_extra++] = (infotext_param){.key = "Lora hashes", .value = lora_text};
+    if (ti_text) extra[n_extra++] = (infotext_param){.key = "TI hashes", .value = ti_text};
     if (j->guidance_rescale > 0)
         extra[n_extra++] = (infotext_param){.key = "CFG Rescale phi", .value = infotext_number(j->guidance_rescale, phi)};
     t.prompt = j->prompt;
@@ -93,13 +105,16 @@ static char *infotext_of(const sdxl_result_in *in, int i, const char *lora_text)
     t.height = j->height;
     t.model_hash = in->w->model_hash[0] ? in->w->model_hash : NULL;
     t.model = infotext_model_name(in->w->paths.checkpoint.path, model, sizeof model);
+    chosen_vae(in, &t);
     t.denoising_strength = j->has_image ? j->strength : j->hires ? j->denoising_strength : NAN;
     t.clip_skip = j->clip_skip;
     t.rng = j->rng == SD_RNG_CPU ? "CPU" : NULL;
     t.extra = extra;
     t.n_extra = n_extra;
     t.version = "sdxl-worker " SDXL_WORKER_VERSION;
-    return infotext_build(&t);
+    char *text = infotext_build(&t);
+    free(ti_text);
+    return text;
 }
 
 /* ---- one image ------------------------------------------------------------------ */
@@ -222,6 +237,9 @@ static cJSON *metadata_json(const sdxl_result_in *in)
     }
     cJSON_AddStringToObject(m, "model", in->w->model_name);
     cJSON_AddItemToObject(m, "loras", loras_json(in));
+    if (j->vae >= 0) cJSON_AddStringToObject(m, "vae", in->w->vaes[j->vae].name);
+    cJSON *embeddings = in->ti ? sdxl_ti_json(in->w, in->ti) : NULL;
+    if (embeddings) cJSON_AddItemToObject(m, "embeddings", embeddings);
     cJSON_AddStringToObject(m, "device", in->out->device ? in->out->device : "cpu");
     cJSON_AddNumberToObject(m, "peak_memory_mb", round(in->out->peak_memory_bytes / 1048576.0 * 10) / 10);
     return m;

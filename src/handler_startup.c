@@ -1,7 +1,8 @@
 /* The worker's start-up (handler.h): before the first job is taken the model
- * store makes the checkpoint and the LoRA stack present and verified, their
- * hashes are computed for the infotext (AutoV2, AutoV3), and the engine is
- * loaded once; it then stays warm. Then the RunPod runtime runs the handler.
+ * store makes the checkpoint, the LoRA stack, the VAEs and the embeddings
+ * present and verified, their hashes are computed for the infotext (AutoV2,
+ * AutoV3), and the engine is loaded once with the VAEs and embeddings
+ * (handler_extras.c); it then stays warm. Then the RunPod runtime runs the handler.
  * A failure leaves the worker serving MODEL_UNAVAILABLE with the reason, and
  * a later job tries again (handler.c). */
 #include "handler_impl.h"
@@ -17,6 +18,7 @@ static void clear_models(sdxl_worker *w)
 {
     sd_engine_free(w->engine);
     w->engine = NULL;
+    sdxl_worker_free_extras(w);
     free(w->stack);
     free(w->lora_hash);
     w->stack = NULL;
@@ -158,13 +160,20 @@ void sdxl_worker_load(sdxl_worker *w)
                         err);
         return;
     }
+    if (sdxl_worker_load_extras(w)) {
+        sd_engine_free(w->engine);
+        w->engine = NULL;
+        set_unavailable(w, "out of memory at start-up", "");
+        return;
+    }
     rp_info("device: %s", sd_engine_device(w->engine));
     warm_up(w);
     w->limits.size_multiple = sd_engine_size_multiple(w->engine);
     w->unavailable[0] = '\0';
-    rp_info("engine ready in %.1f s: %s (%s, model hash %s), %zu LoRAs configured", sd_now_seconds() - t0,
-            w->model_name, w->paths.checkpoint.path, w->model_hash[0] ? w->model_hash : "unknown",
-            w->limits.n_stack);
+    rp_info("engine ready in %.1f s: %s (%s, model hash %s), %zu LoRAs, %zu VAEs and %zu embeddings configured",
+            sd_now_seconds() - t0, w->model_name, w->paths.checkpoint.path,
+            w->model_hash[0] ? w->model_hash : "unknown", w->limits.n_stack, w->paths.n_vaes,
+            w->paths.n_embeddings);
 }
 
 sdxl_worker *sdxl_worker_start(void)

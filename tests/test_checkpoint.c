@@ -356,6 +356,12 @@ static void test_other_model_families_are_named(void **state)
     expect_kind(CKPT_LORA, "LoRA", 4, NAMES("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight",
                                             "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight"));
     expect_kind(CKPT_LORA, "LoRA", 4, NAMES("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight"));
+    /* train_dreambooth_lora_sdxl.py's layout (diffusers' convert_state_dict_to_diffusers): once read as a UNet */
+    expect_kind(CKPT_LORA, "LoRA adapter (key \"unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k.lora.down.weight\")", 4,
+                NAMES("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k.lora.down.weight",
+                      "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k.lora.up.weight"));
+    expect_kind(CKPT_LORA, "LoRA", 4, NAMES("text_encoder.encoder.layers.0.self_attn.q_proj.lora_linear_layer.down.weight",
+                                            "text_encoder.encoder.layers.0.self_attn.q_proj.lora_linear_layer.up.weight"));
     expect_kind(CKPT_LORA, "LyCORIS LoHa", 4, NAMES("lora_unet_input_blocks_4_1_proj_in.hada_w1_a",
                                                     "lora_unet_input_blocks_4_1_proj_in.hada_w1_b"));
     expect_kind(CKPT_LORA, "LyCORIS LoKr", 4, NAMES("lora_unet_input_blocks_4_1_proj_in.lokr_w1"));

@@ -13,6 +13,10 @@
  *   - inpainting and hires fix (issue 17) through the queue and in local-test
  *     mode (--test_input), inpainting on the base model and on its
  *     9-channel inpainting variant (written from the small model).
+ *   - with a config of a VAE, embeddings and a LoRA saved by diffusers'
+ *     training script, a job using all three through the queue and in
+ *     local-test mode (--test_input), an unknown VAE and an unavailable
+ *     embedding as job errors.
  * The LoRA override job waits for the engine's LoRA support (see README). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -49,6 +53,8 @@ typedef struct {
     char log_path[1024];
     char port_arg[16];
     int port;
+    char config[1200];    /* MODELS_CONFIG: config/demo.json unless a test writes its own */
+    const char *test_input; /* local-test mode (--test_input) instead of the queue */
 } e2e;
 
 static int setup(void **state)
@@ -57,6 +63,7 @@ static int setup(void **state)
     t->q = fq_start();
     t->dir = tu_mkdtemp("e2e");
     snprintf(t->log_path, sizeof t->log_path, "%s/worker.log", t->dir);
+    snprintf(t->config, sizeof t->config, "config/demo.json");
     *state = t;
     return t->q && t->dir ? 0 : -1;
 }
@@ -93,7 +100,7 @@ static void spawn(e2e *t, bool serve_api)
     if (t->pid) return;
     rpc_clear_runpod_env();
     if (!serve_api) fq_export_env(t->q, POD, KEY);
-    setenv("MODELS_CONFIG", "config/demo.json", 1);
+    setenv("MODELS_CONFIG", t->config, 1);
     setenv("MODELS_DIR", t->dir, 1);
     setenv("RUNPOD_LOG_LEVEL", "DEBUG", 1);
     setenv("RUNPOD_PING_INTERVAL", "1000", 1);
@@ -102,6 +109,13 @@ static void spawn(e2e *t, bool serve_api)
     unsetenv("BUCKET_ENDPOINT_URL");
     int fd = open(t->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 2);
+    if (t->test_input) { /* stdout: the result alone */
+        char out[1100];
+        snprintf(out, sizeof out, "%s/result.json", t->dir);
+        dup2(open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
+        execl(tu_worker_bin(), "sdxl-worker", "--test_input", t->test_input, (char *)NULL);
+        _exit(127);
+    }
     dup2(fd, 1);
     if (serve_api)
         execl(tu_worker_bin(), "sdxl-worker", "--rp_serve_api", "--rp_api_port", t->port_arg, (char *)NULL);
@@ -312,6 +326,98 @@ static void unparsable_job_then_a_valid_one(void **state)
     assert_null(final_result(t->q, "nan-1"));
     kill(t->pid, SIGTERM);
     assert_int_equal(wait_exit(t, 15000), 0);
+}
+
+/* ---- VAEs, embeddings and LoRAs saved by diffusers ---------------------------------------- */
+
+/* A config with the small model, the LoRA of diffusers' training-script
+ * layout, the small test VAE (LDM names as "vae", diffusers names in "vaes")
+ * and the two small embeddings. */
+static void write_extras_config(e2e *t)
+{
+    char cwd[1024], text[8192];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+#define SMALLDIR "%1$s/tests/data/small/"
+    snprintf(text, sizeof text,
+             "{\"checkpoint\": {\"name\": \"Small\", \"path\": \"" SMALLDIR "sdxl_small.safetensors\"},"
+             " \"loras\": [{\"name\": \"Dreambooth\", \"path\": \"" SMALLDIR "loras/dreambooth.safetensors\", \"scale\": 0.7}],"
+             " \"vae\": {\"name\": \"Small VAE\", \"path\": \"" SMALLDIR "vae/vae_ldm.safetensors\"},"
+             " \"vaes\": [{\"name\": \"Small VAE (diffusers)\", \"path\": \"" SMALLDIR "vae/vae_diffusers.safetensors\"}],"
+             " \"embeddings\": [{\"name\": \"sks_style\", \"path\": \"" SMALLDIR "embeddings/sks_style.safetensors\"},"
+             "  {\"name\": \"lowq_neg\", \"path\": \"" SMALLDIR "embeddings/lowq_neg.safetensors\"},"
+             "  {\"name\": \"goneneg\", \"path\": \"%2$s/goneneg.safetensors\"}]}", cwd, t->dir);
+#undef SMALLDIR
+    snprintf(t->config, sizeof t->config, "%s/models.json", t->dir);
+    assert_int_equal(tu_write_file(t->config, text, strlen(text)), 0);
+}
+
+#define EXTRAS "\"prompt\":\"a photo of sks_style lighthouse\",\"negative_prompt\":\"lowq_neg\",\"width\":256," \
+               "\"height\":256,\"steps\":3,\"seed\":9,\"vae\":\"Small VAE (diffusers)\""
+
+/* The output of a job that used the VAE, both embeddings and the LoRA. */
+static void assert_extras_output(const cJSON *out)
+{
+    assert_non_null(out);
+    const cJSON *m = cJSON_GetObjectItem(out, "metadata");
+    assert_string_equal(cJSON_GetObjectItem(m, "vae")->valuestring, "Small VAE (diffusers)");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(m, "embeddings")), 2);
+    const cJSON *lora = cJSON_GetArrayItem(cJSON_GetObjectItem(m, "loras"), 0);
+    assert_string_equal(cJSON_GetObjectItem(lora, "name")->valuestring, "Dreambooth");
+    assert_int_equal(cJSON_GetObjectItem(lora, "tensors_applied")->valueint, 9);
+    const char *b64 = cJSON_GetObjectItem(out, "image")->valuestring;
+    assert_png(b64, 256, 256);
+    uint8_t *bytes;
+    size_t len;
+    char err[128], *params = NULL;
+    assert_int_equal(b64_decode(b64, strlen(b64), 0, &bytes, &len, err, sizeof err), 0);
+    assert_int_equal(img_read_parameters(bytes, len, &params), 0);
+    assert_non_null(strstr(params, ", VAE: vae_diffusers.safetensors, "));
+    assert_non_null(strstr(params, ", Lora hashes: \"Dreambooth: "));
+    assert_non_null(strstr(params, ", TI hashes: \"sks_style: "));
+    free(params);
+    free(bytes);
+}
+
+static void extras_through_the_queue(void **state)
+{
+    e2e *t = *state;
+    write_extras_config(t);
+    fq_push(t->q, FQ_TAKE, fq_json(JOB("extras-1", "{" EXTRAS "}")));
+    fq_push(t->q, FQ_TAKE, fq_json(JOB("extras-2", "{" EXTRAS ",\"vae\":\"Nope\"}")));
+    fq_push(t->q, FQ_TAKE, fq_json(JOB("extras-3", "{" EXTRAS ",\"negative_prompt\":\"goneneg, blurry\"}")));
+    spawn(t, false);
+    cJSON *r = wait_final(t, "extras-1", 60000);
+    assert_null(cJSON_GetObjectItem(r, "error"));
+    assert_extras_output(cJSON_GetObjectItem(r, "output"));
+    cJSON_Delete(r);
+    r = wait_final(t, "extras-2", 10000);
+    assert_non_null(strstr(cJSON_GetObjectItem(r, "error")->valuestring, "vae names the VAE 'Nope'"));
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "output"), "code")->valuestring, "INVALID_INPUT");
+    cJSON_Delete(r);
+    r = wait_final(t, "extras-3", 10000);
+    assert_non_null(strstr(cJSON_GetObjectItem(r, "error")->valuestring,
+                           "the negative prompt names the embedding 'goneneg', which is unavailable"));
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "output"), "code")->valuestring, "MODEL_UNAVAILABLE");
+    cJSON_Delete(r);
+    assert_true(log_has(t, "goneneg: local file"));
+    kill(t->pid, SIGTERM);
+    assert_int_equal(wait_exit(t, 15000), 0);
+}
+
+static void extras_in_local_test_mode(void **state)
+{
+    e2e *t = *state;
+    write_extras_config(t);
+    t->test_input = "{\"input\":{" EXTRAS "}}";
+    spawn(t, false);
+    assert_int_equal(wait_exit(t, 120000), 0);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/result.json", t->dir);
+    cJSON *r = tu_read_json(path);
+    assert_non_null(r);
+    const cJSON *out = cJSON_GetObjectItem(r, "output");
+    assert_extras_output(out ? out : r);
+    cJSON_Delete(r);
 }
 
 /* ---- the dev API ---------------------------------------------------------------------- */
@@ -532,6 +638,8 @@ int main(void)
         T(runsync_returns_an_image),
         T(inpaint_and_hires_through_the_queue),
         T(local_test_mode_inpaint_and_hires),
+        T(extras_through_the_queue),
+        T(extras_in_local_test_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,8 +5,10 @@
  * (image == images[0].image, metadata, timings, the PNG's A1111
  * `parameters`), progress per step, num_images 2 with seeds seed+i, random
  * seeds, cancellation within one step, engine errors as job errors,
- * img2img, SDXL_OUTPUT_DIR copies, a worker without its checkpoint, and the
- * LoRA request resolution (field, tags, stack) on its own. */
+ * img2img, SDXL_OUTPUT_DIR copies, a worker without its checkpoint, the
+ * LoRA request resolution (field, tags, stack) on its own, and a job with a
+ * chosen VAE, textual-inversion embeddings and a LoRA saved by diffusers'
+ * training script (metadata, VAE hash, VAE, Lora hashes, TI hashes). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -31,7 +33,8 @@
 #include "st_writer.h"
 #include "testutil.h"
 
-#define SMALL_MODEL "tests/data/small/sdxl_small.safetensors"
+#define SMALL "tests/data/small/"
+#define SMALL_MODEL SMALL "sdxl_small.safetensors"
 
 static sdxl_worker *worker;
 static const img_limits LIMITS = {.max_pixels = 1u << 24, .max_side = 8192};
@@ -146,26 +149,50 @@ static void write_partial_lora(const char *path)
     st_close(f);
 }
 
-/* ---- set-up: a worker on the small model with three configured LoRAs: one
+/* An SD 1.5 textual inversion (emb_params [2, 768]): not usable on SDXL. */
+static void write_sd15_embedding(const char *path)
+{
+    float v[2 * 768] = {0.25f};
+    stw *w = stw_new();
+    assert_int_equal(stw_add_f32(w, "emb_params", "F32", 2, (const int64_t[]){2, 768}, v), 0);
+    assert_int_equal(stw_write(w, path), 0);
+    stw_free(w);
+}
+
+/* ---- set-up: a worker on the small model with four configured LoRAs: one
  * whose file is missing (a name to resolve and to refuse), one that matches
- * partly, and one whose file is truncated ------------------------------------------ */
+ * partly, one whose file is truncated, and one saved by diffusers' training
+ * scripts; four VAEs: the small test VAE in LDM and in diffusers names, a
+ * LoRA file configured as a VAE and a missing file; four embeddings: the two
+ * small test ones, an SD 1.5 one and a missing file ------------------------------- */
 
 static int setup(void **state)
 {
     tmp = tu_mkdtemp("handler");
-    char cwd[2048], config[4200], text[16384], partial[4200], broken[4200];
+    char cwd[2048], config[4200], text[40000], partial[4200], broken[4200], sd15[4200];
     assert_non_null(getcwd(cwd, sizeof cwd));
     snprintf(config, sizeof config, "%s/models.json", tmp);
     snprintf(partial, sizeof partial, "%s/partial.safetensors", tmp);
     snprintf(broken, sizeof broken, "%s/broken.safetensors", tmp);
+    snprintf(sd15, sizeof sd15, "%s/sd15neg.safetensors", tmp);
     write_partial_lora(partial);
+    write_sd15_embedding(sd15);
     assert_int_equal(tu_write_file(broken, "\x40\x00\x00\x00\x00\x00\x00\x00{\"a\":", 13), 0);
     snprintf(text, sizeof text,
              "{\"checkpoint\": {\"name\": \"Small test model\", \"path\": \"%s/" SMALL_MODEL "\"},"
              " \"loras\": [{\"name\": \"Gone\", \"path\": \"%s/missing.safetensors\", \"scale\": 0.5},"
              " {\"name\": \"Partial\", \"path\": \"%s\", \"scale\": 1.0},"
-             " {\"name\": \"Broken\", \"path\": \"%s\", \"scale\": 1.0}]}",
-             cwd, tmp, partial, broken);
+             " {\"name\": \"Broken\", \"path\": \"%s\", \"scale\": 1.0},"
+             " {\"name\": \"Dreambooth\", \"path\": \"%s/" SMALL "loras/dreambooth.safetensors\", \"scale\": 0.7}],"
+             " \"vae\": {\"name\": \"Small VAE\", \"path\": \"%s/" SMALL "vae/vae_ldm.safetensors\"},"
+             " \"vaes\": [{\"name\": \"Small VAE (diffusers)\", \"path\": \"%s/" SMALL "vae/vae_diffusers.safetensors\"},"
+             "  {\"name\": \"LoRA as VAE\", \"path\": \"%s/" SMALL "loras/peft.safetensors\"},"
+             "  {\"name\": \"Gone VAE\", \"path\": \"%s/gone_vae.safetensors\"}],"
+             " \"embeddings\": [{\"name\": \"sks_style\", \"path\": \"%s/" SMALL "embeddings/sks_style.safetensors\"},"
+             "  {\"name\": \"lowq_neg\", \"path\": \"%s/" SMALL "embeddings/lowq_neg.safetensors\"},"
+             "  {\"name\": \"oldneg\", \"path\": \"%s\"},"
+             "  {\"name\": \"goneneg\", \"path\": \"%s/goneneg.safetensors\"}]}",
+             cwd, tmp, partial, broken, cwd, cwd, cwd, cwd, tmp, cwd, cwd, sd15, tmp);
     assert_int_equal(tu_write_file(config, text, strlen(text)), 0);
     setenv("MODELS_CONFIG", config, 1);
     setenv("MODELS_DIR", tmp, 1);
@@ -248,7 +275,8 @@ static const bad_case BAD[] = {
     {"{\"prompt\":\"x\",\"loras\":{\"name\":\"Gone\"}}", "INVALID_INPUT", "loras should be <class 'list'> type, not <class 'dict'>."},
     {"{\"prompt\":\"x\",\"loras\":[5]}", "INVALID_INPUT", "loras[0] must be an object"},
     {"{\"prompt\":\"x\",\"loras\":[{\"name\":\"Nope\",\"scale\":1}]}", "INVALID_INPUT",
-     "loras[0] names the LoRA 'Nope', which this worker does not have; LoRAs: 'Gone', 'Partial', 'Broken'."},
+     "loras[0] names the LoRA 'Nope', which this worker does not have; LoRAs: 'Gone', 'Partial', 'Broken', "
+     "'Dreambooth'."},
     {"{\"prompt\":\"x\",\"loras\":[{\"name\":\"Gone\",\"scale\":\"high\"}]}", "INVALID_INPUT",
      "loras[0]: scale should be <class 'float'> type, not <class 'str'>."},
     {"{\"prompt\":\"x\",\"loras\":[{\"scale\":1}]}", "INVALID_INPUT", "loras[0]: name is a required input."},
@@ -298,6 +326,22 @@ static const bad_case BAD[] = {
      "hires fix: the second pass at 1280x1280 (hr_scale 1.25) x num_images 4 = 6553600 pixels is over"},
     {"{\"prompt\":\"x\",\"loras\":[],\"steps\":2,\"hr_scale\":1.5,\"denoising_strength\":0.2}", "INVALID_INPUT",
      "denoising_strength 0.2 with 2 hires steps leaves no step to run; raise denoising_strength or hr_steps."},
+    /* VAEs: unknown, not a name, a configured file that is not a VAE, a missing file */
+    {"{" VALID ",\"vae\":\"Nope\"}", "INVALID_INPUT",
+     "vae names the VAE 'Nope', which this worker does not have; VAEs: 'Small VAE', 'Small VAE (diffusers)', "
+     "'LoRA as VAE', 'Gone VAE' (leave vae out for the checkpoint's own)."},
+    {"{" VALID ",\"vae\":5}", "INVALID_INPUT", "vae should be <class 'str'> type, not <class 'int'>."},
+    {"{" VALID ",\"vae\":\"LoRA as VAE\"}", "MODEL_UNAVAILABLE",
+     SMALL "loras/peft.safetensors is a LoRA, not a VAE: list it under \"loras\""},
+    {"{" VALID ",\"vae\":\"Gone VAE\"}", "MODEL_UNAVAILABLE",
+     "the VAE 'Gone VAE' is not available on this worker (Gone VAE: local file "},
+    /* embeddings that could not be loaded, named in the prompt or the negative prompt */
+    {"{" VALID ",\"prompt\":\"a cat, oldneg\"}", "MODEL_UNAVAILABLE",
+     "the prompt names the embedding 'oldneg', which is unavailable: embedding 'oldneg' ("},
+    {"{" VALID ",\"negative_prompt\":\"(OLDNEG:1.2), blurry\"}", "MODEL_UNAVAILABLE",
+     "is an SD 1.x/2.x embedding (\"emb_params\", 768 wide), not an SDXL one"},
+    {"{" VALID ",\"negative_prompt\":\"goneneg\",\"cfg_scale\":1}", "MODEL_UNAVAILABLE",
+     "the negative prompt names the embedding 'goneneg', which is unavailable: goneneg: local file "},
     /* the engine's own checks come back as job errors too */
     {"{" VALID ",\"clip_skip\":12}", "INVALID_INPUT", "clip_skip must be between 1 and"},
     {"{" VALID ",\"sampler\":\"LCM\",\"steps\":60}", "INVALID_INPUT", "LCM"},
@@ -626,6 +670,90 @@ static void valid_job_result_shape_and_infotext(void **state)
     cJSON_Delete(r);
 }
 
+/* The RGB of a base64 PNG. */
+static img_rgb png_pixels(const char *b64)
+{
+    size_t len;
+    uint8_t *png = decode_b64(b64, &len);
+    img_rgb im = {0};
+    char err[256];
+    assert_int_equal(img_decode(png, len, &LIMITS, &im, err, sizeof err), 0);
+    free(png);
+    return im;
+}
+
+static int max_pixel_diff(const img_rgb *a, const img_rgb *b)
+{
+    int worst = 0;
+    for (size_t i = 0; i < (size_t)a->width * a->height * 3; i++) {
+        int d = abs((int)a->rgb[i] - (int)b->rgb[i]);
+        worst = d > worst ? d : worst;
+    }
+    return worst;
+}
+
+/* A job with a chosen VAE, both embeddings and the LoRA saved by diffusers'
+ * training script: metadata, the infotext's VAE hash, VAE, Lora hashes and TI
+ * hashes as A1111 writes them; the VAE named by file name or stem is the
+ * same VAE, its diffusers file decodes alike, and without it the picture
+ * changes. */
+static void vae_embeddings_and_saved_lora_job(void **state)
+{
+#define EXTRAS VALID ",\"prompt\":\"a photo of sks_style lighthouse\",\"negative_prompt\":\"lowq_neg, blurry\"," \
+               "\"loras\":[{\"name\":\"Dreambooth\"}],\"seed\":5,\"rng\":\"cpu\""
+    cJSON *r = run("{" EXTRAS ",\"vae\":\"Small VAE\"}", NULL);
+    assert_null(cJSON_GetObjectItem(r, "error"));
+    const cJSON *m = cJSON_GetObjectItem(r, "metadata");
+    assert_string_equal(str(m, "vae"), "Small VAE");
+    const cJSON *lora = cJSON_GetArrayItem(cJSON_GetObjectItem(m, "loras"), 0);
+    assert_string_equal(str(lora, "name"), "Dreambooth");
+    assert_int_equal((long)num(lora, "tensors_applied"), 9);
+    char *used = cJSON_PrintUnformatted(cJSON_GetObjectItem(m, "embeddings"));
+    assert_string_equal(used, "[{\"name\":\"sks_style\",\"vectors\":3,\"in\":[\"prompt\"]},"
+                              "{\"name\":\"lowq_neg\",\"vectors\":2,\"in\":[\"negative_prompt\"]}]");
+    free(used);
+
+    hash_cache *hc = hash_cache_new(NULL);
+    char vae[11], lora_hash[HASH_AUTOV3_MAX], sks[65], lowq[65], err[256], expect[1024];
+    assert_int_equal(hash_autov2(hc, SMALL "vae/vae_ldm.safetensors", vae, err, sizeof err), 0);
+    assert_int_equal(hash_autov3(hc, SMALL "loras/dreambooth.safetensors", lora_hash, err, sizeof err), 0);
+    assert_int_equal(hash_sha256(hc, SMALL "embeddings/sks_style.safetensors", sks, err, sizeof err), 0);
+    assert_int_equal(hash_sha256(hc, SMALL "embeddings/lowq_neg.safetensors", lowq, err, sizeof err), 0);
+    hash_cache_free(hc);
+    size_t len;
+    uint8_t *png = decode_b64(str(r, "image"), &len);
+    char *params = NULL;
+    assert_int_equal(img_read_parameters(png, len, &params), 0);
+    snprintf(expect, sizeof expect, ", Model: sdxl_small, VAE hash: %s, VAE: vae_ldm.safetensors, RNG: CPU, "
+             "Lora hashes: \"Dreambooth: %s\", TI hashes: \"sks_style: %.12s, sks_style: %.12s, lowq_neg: %.12s, "
+             "lowq_neg: %.12s\", Version: ", vae, lora_hash, sks, sks, lowq, lowq);
+    if (!strstr(params, expect)) fprintf(stderr, "infotext: %s\nwanted: %s\n", params, expect);
+    assert_non_null(strstr(params, expect));
+    free(params);
+    free(png);
+
+    img_rgb chosen = png_pixels(str(r, "image"));
+    static const char *const same[] = {"vae_ldm.safetensors", "vae_ldm", "Small VAE (diffusers)"};
+    for (size_t i = 0; i < 3; i++) {
+        char input[1024];
+        snprintf(input, sizeof input, "{" EXTRAS ",\"vae\":\"%s\"}", same[i]);
+        cJSON *o = run(input, NULL);
+        img_rgb im = png_pixels(str(o, "image"));
+        assert_true(max_pixel_diff(&im, &chosen) <= 1);
+        img_rgb_free(&im);
+        cJSON_Delete(o);
+    }
+    cJSON *own = run("{" EXTRAS "}", NULL);
+    assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(own, "metadata"), "vae"));
+    img_rgb im = png_pixels(str(own, "image"));
+    assert_true(max_pixel_diff(&im, &chosen) > 50);
+    img_rgb_free(&im);
+    img_rgb_free(&chosen);
+    cJSON_Delete(own);
+    cJSON_Delete(r);
+#undef EXTRAS
+}
+
 static void same_seed_same_image_warm_engine(void **state)
 {
     cJSON *a = run("{" VALID ",\"seed\":1234,\"rng\":\"cpu\"}", NULL);
@@ -913,6 +1041,7 @@ int main(void)
         cmocka_unit_test(bad_inputs_built_in_code),
         cmocka_unit_test(lora_partial_match_and_broken_file),
         cmocka_unit_test(valid_job_result_shape_and_infotext),
+        cmocka_unit_test(vae_embeddings_and_saved_lora_job),
         cmocka_unit_test(same_seed_same_image_warm_engine),
         cmocka_unit_test(two_images_jpeg_with_seeds),
         cmocka_unit_test(random_seed_when_absent_or_minus_one),

@@ -56,6 +56,10 @@ static const struct {
     {M_LORA, CONTAINS, ".lora_A."},
     {M_LORA, CONTAINS, ".lora_B."},
     {M_LORA, CONTAINS, "_lora.down."},
+    {M_LORA, CONTAINS, ".lora.down."},             /* diffusers' convert_state_dict_to_diffusers (UNet) */
+    {M_LORA, CONTAINS, ".lora.up."},
+    {M_LORA, CONTAINS, ".lora_linear_layer.down."}, /* the same for the text encoders */
+    {M_LORA, CONTAINS, ".lora_linear_layer.up."},
     {M_LOHA, CONTAINS, ".hada_w1_a"},
     {M_LOKR, CONTAINS, ".lokr_w1"},
     {M_EMBEDDING, EXACT, "clip_l"},
@@ -441,9 +445,9 @@ static void vae_mid(ctx *c, const sdxl_vae_hparams *v, const char *p, int ch)
     vae_resblock(c, v, cat(q, p, "mid.block_2."), ch, ch);
 }
 
-static int read_vae(ctx *c, sdxl_vae_hparams *v)
+static int read_vae(ctx *c, const char *prefix, sdxl_vae_hparams *v)
 {
-    c->prefix = VAE;
+    c->prefix = prefix;
     const st_tensor *cin = need(c, 4, "encoder.conv_in.weight");
     const st_tensor *cout = need(c, 4, "encoder.conv_out.weight");
     const st_tensor *dout = need(c, 4, "decoder.conv_out.weight");
@@ -732,7 +736,7 @@ int sdxl_read_hparams(const st_file *f, sdxl_hparams *hp, char *err, size_t errl
     ctx c = {f, "", err, errlen, 0};
     read_te1(&c, &hp->te1);
     read_te2(&c, &hp->te2);
-    read_vae(&c, &hp->vae);
+    read_vae(&c, VAE, &hp->vae);
     discover_unet(&c, &hp->unet);
     if (!c.failed) {
         c.prefix = UNET;
@@ -741,6 +745,13 @@ int sdxl_read_hparams(const st_file *f, sdxl_hparams *hp, char *err, size_t errl
     check_agreement(&c, hp);
     read_prediction(f, hp);
     return c.failed ? -1 : 0;
+}
+
+int sdxl_read_vae_hparams(const st_file *f, const char *prefix, sdxl_vae_hparams *v, char *err, size_t errlen)
+{
+    memset(v, 0, sizeof *v);
+    ctx c = {f, "", err, errlen, 0};
+    return read_vae(&c, prefix, v);
 }
 
 int sdxl_checkpoint_open(const char *path, st_file **out, sdxl_hparams *hp, char *err, size_t errlen)

@@ -22,6 +22,7 @@
 #include "sd/tokenizer.h"
 #include "sd/unet.h"
 #include "sd/vae.h"
+#include "sd/vae_file.h"
 
 struct sd_engine {
     char *path;
@@ -36,6 +37,10 @@ struct sd_engine {
     sd_lora_stack *loras; /* created on the first sd_engine_set_loras */
     bool keep_weights_resident;
     char device[768];     /* sd_backend_open's line */
+    sd_embedding_db *embeddings; /* textual inversions prompts may name */
+    sd_vae_file *vae_files;      /* VAEs of the user's choice (sd_engine_add_vae) */
+    sd_vae **vaes;
+    int n_vaes;
 };
 
 const char *sd_status_name(sd_status s)
@@ -94,7 +99,8 @@ sd_status sd_engine_load(const char *path, const sd_engine_options *opts, sd_eng
     st = SD_ENOMEM;
     e->tok = sd_tokenizer_new();
     e->keep_weights_resident = opts && opts->keep_weights_resident;
-    if (!e->tok) {
+    e->embeddings = e->tok ? sd_embeddings_new(e->tok, e->hp.te1.width, e->hp.te2.width) : NULL;
+    if (!e->tok || !e->embeddings) {
         fail(st, err, errlen, "engine: out of memory");
         goto failed;
     }
@@ -111,11 +117,23 @@ failed:
     return status_of_message(err, st);
 }
 
+static void free_chosen_vaes(sd_engine *e)
+{
+    for (int i = 0; i < e->n_vaes; i++) {
+        sd_vae_free(e->vaes[i]);
+        sd_vae_file_close(&e->vae_files[i]);
+    }
+    free(e->vaes);
+    free(e->vae_files);
+}
+
 void sd_engine_free(sd_engine *e)
 {
     if (!e) return;
     sd_backend_free(e->be);
+    sd_embeddings_free(e->embeddings);
     sd_tokenizer_free(e->tok);
+    free_chosen_vaes(e);
     sd_vae_free(e->vae);
     sd_unet_free(e->unet);
     if (e->te_bound) sd_text_encoders_release(&e->te);
@@ -172,6 +190,57 @@ sd_lora_status sd_engine_set_loras(sd_engine *e, const sd_lora_spec *specs, size
     return st;
 }
 
+/* ---- embeddings and VAEs of the user's choice ----------------------------------- */
+
+sd_embedding_db *sd_engine_embeddings(sd_engine *e) { return e->embeddings; }
+
+/* sd_prompt_prepare with the engine's tokenizer and embeddings; the
+ * negative prompt keeps its tags (A1111 strips them from the prompt only). */
+static sd_status prepare_text(const sd_engine *e, const char *text, bool negative, sd_prompt *out, char *err,
+                              size_t errlen)
+{
+    sd_prompt_options opts = SD_PROMPT_OPTIONS_DEFAULT;
+    opts.strip_extra_networks = !negative;
+    opts.embeddings = e->embeddings;
+    char why[1536];
+    int rc = sd_prompt_prepare(e->tok, text, strlen(text), &opts, out, why, sizeof why);
+    if (rc == SD_PROMPT_EUNAVAILABLE)
+        return fail(SD_EMODEL, err, errlen, "the %s %s", negative ? "negative prompt" : "prompt", why);
+    if (rc) return fail(status_of_message(why, SD_EINVALID), err, errlen, "%s", why);
+    return SD_OK;
+}
+
+sd_status sd_engine_embeddings_used(sd_engine *e, const char *text, bool negative, size_t **used, size_t *n,
+                                    char *err, size_t errlen)
+{
+    sd_prompt p;
+    *used = NULL, *n = 0;
+    sd_status st = prepare_text(e, text ? text : "", negative, &p, err, errlen);
+    if (st) return st;
+    *used = p.used, *n = p.n_used;
+    p.used = NULL;
+    sd_prompt_free(&p);
+    return SD_OK;
+}
+
+sd_status sd_engine_add_vae(sd_engine *e, const char *path, int *index, char *err, size_t errlen)
+{
+    sd_vae_file *files = realloc(e->vae_files, (size_t)(e->n_vaes + 1) * sizeof *files);
+    if (files) e->vae_files = files;
+    sd_vae **vaes = realloc(e->vaes, (size_t)(e->n_vaes + 1) * sizeof *vaes);
+    if (vaes) e->vaes = vaes;
+    if (!files || !vaes) return fail(SD_ENOMEM, err, errlen, "VAE %s: out of memory", path);
+    sd_vae_file *f = &e->vae_files[e->n_vaes];
+    if (sd_vae_file_open(path, f, err, errlen)) return status_of_message(err, SD_EMODEL);
+    if (sd_vae_file_fits(f, &e->hp, err, errlen) ||
+        sd_vae_bind_prefix(&e->vaes[e->n_vaes], f->view, "", &f->hp, err, errlen)) {
+        sd_vae_file_close(f);
+        return status_of_message(err, SD_EMODEL);
+    }
+    *index = ++e->n_vaes;
+    return SD_OK;
+}
+
 /* ---- parameters -------------------------------------------------------------- */
 
 void sd_txt2img_params_default(sd_txt2img_params *p)
@@ -213,6 +282,8 @@ static sd_status check_params(const sd_engine *e, const sd_txt2img_params *p, ch
         return fail(SD_EINVALID, err, errlen, "rng must be cpu or cuda");
     if (p->seeding != SD_BATCH_SEED_PER_IMAGE && p->seeding != SD_BATCH_ONE_GENERATOR)
         return fail(SD_EINVALID, err, errlen, "unknown batch seeding mode");
+    if (p->vae < 0 || p->vae > e->n_vaes)
+        return fail(SD_EINVALID, err, errlen, "vae %d is not loaded (%d VAEs of choice)", p->vae, e->n_vaes);
     return SD_OK;
 }
 
@@ -257,6 +328,7 @@ typedef struct {
     const sd_img2img_params *i2i; /* NULL for txt2img */
     const sd_job_hooks *hooks;  /* NULL for a plain job */
     const sd_plan *plan;
+    const sd_vae *vae;          /* the checkpoint's or the one the job chose */
     int begin;                  /* the plan's first model evaluation (img2img) */
     int steps_total;            /* the steps this job runs and reports */
     int batch, lh, lw;          /* latent height and width */
@@ -294,11 +366,8 @@ static bool cancel_requested(const gen_job *j)
 
 static int prepare_prompt(gen_job *j, const char *text, bool negative, sd_prompt *out)
 {
-    sd_prompt_options opts = SD_PROMPT_OPTIONS_DEFAULT;
-    opts.strip_extra_networks = !negative; /* A1111 parses tags in the prompt only */
-    if (!sd_prompt_prepare(j->e->tok, text, strlen(text), &opts, out, j->err, j->errlen)) return 0;
-    j->status = status_of_message(j->err, SD_EINVALID);
-    return -1;
+    j->status = prepare_text(j->e, text, negative, out, j->err, j->errlen);
+    return j->status == SD_OK ? 0 : -1;
 }
 
 /* The prompt (and with CFG the negative, zeroed when empty) through the text
@@ -470,10 +539,15 @@ static int draw_noise(void *ctx, float *out, size_t n)
 
 /* ---- img2img: the init latents ------------------------------------------------- */
 
-sd_status sd_engine_vae_encode(sd_engine *e, const float *chw, int width, int height, float *mean, float *logvar,
-                               char *err, size_t errlen)
+/* The VAE a job's `vae` index names (0: the checkpoint's own). */
+static const sd_vae *job_vae(const sd_engine *e, int vae) { return vae > 0 ? e->vaes[vae - 1] : e->vae; }
+
+sd_status sd_engine_vae_encode(sd_engine *e, int vae, const float *chw, int width, int height, float *mean,
+                               float *logvar, char *err, size_t errlen)
 {
     int z = e->hp.vae.z_channels, m = sd_engine_size_multiple(e);
+    if (vae < 0 || vae > e->n_vaes)
+        return fail(SD_EINVALID, err, errlen, "vae %d is not loaded (%d VAEs of choice)", vae, e->n_vaes);
     if (width < m || height < m || width % m || height % m)
         return fail(SD_EINVALID, err, errlen, "VAE encode: %dx%d is not a multiple of %d", width, height, m);
     sd_tensor *image = sd_new4(e->be, 1, 3, height, width);
@@ -481,7 +555,7 @@ sd_status sd_engine_vae_encode(sd_engine *e, const float *chw, int width, int he
     sd_tensor *t_logvar = sd_new4(e->be, 1, z, height / 8, width / 8);
     char msg[512] = "";
     int rc = sd_tensor_upload(e->be, image, chw);
-    if (!rc) rc = sd_vae_encode(e->be, e->vae, image, t_mean, t_logvar, msg, sizeof msg);
+    if (!rc) rc = sd_vae_encode(e->be, job_vae(e, vae), image, t_mean, t_logvar, msg, sizeof msg);
     if (!rc) rc = sd_tensor_download(e->be, t_mean, mean);
     if (!rc) rc = sd_tensor_download(e->be, t_logvar, logvar);
     sd_tensor_free(e->be, image);
@@ -507,7 +581,7 @@ static sd_status encode_init_image(gen_job *j, float *mean, float *logvar)
                        : SD_OK;
     if (st == SD_OK) {
         sd_vae_from_rgb8(rgb, h, w, chw);
-        st = sd_engine_vae_encode(j->e, chw, w, h, mean, logvar, j->err, j->errlen);
+        st = sd_engine_vae_encode(j->e, j->p->vae, chw, w, h, mean, logvar, j->err, j->errlen);
     }
     free(rgb);
     free(chw);
@@ -590,8 +664,8 @@ static sd_status decode(gen_job *j, const float *latents, uint8_t *rgb)
         const float *src = latents + (size_t)b * j->n_per_image;
         for (size_t i = 0; i < j->n_per_image; i++) z_host[i] = src[i] / SD_VAE_SCALING_FACTOR;
         rc = sd_tensor_upload(e->be, z, z_host);
-        if (!rc) rc = tiled ? sd_vae_decode_tiled(e->be, e->vae, z, image, p->vae_tile_latent, msg, sizeof msg)
-                            : sd_vae_decode(e->be, e->vae, z, image, msg, sizeof msg);
+        if (!rc) rc = tiled ? sd_vae_decode_tiled(e->be, j->vae, z, image, p->vae_tile_latent, msg, sizeof msg)
+                            : sd_vae_decode(e->be, j->vae, z, image, msg, sizeof msg);
         if (!rc) rc = sd_tensor_download(e->be, image, chw);
         if (!rc) sd_vae_to_rgb8(chw, p->height, p->width, rgb + (size_t)b * image_floats);
     }
@@ -725,6 +799,7 @@ static sd_status generate(sd_engine *e, const sd_txt2img_params *p, const sd_img
     if (sd_plan_make(&choice, p->steps, &plan, err, errlen)) return status_of_message(err, SD_EINVALID);
     gen_job j = {.e = e, .p = p, .i2i = i2i, .hooks = h, .plan = &plan, .steps_total = p->steps, .batch = p->batch,
                  .lh = p->height / 8, .lw = p->width / 8, .guided = p->cfg > 1.0f, .err = err, .errlen = errlen};
+    j.vae = job_vae(e, p->vae);
     j.n_per_image = (size_t)e->hp.vae.z_channels * j.lh * j.lw;
     if (i2i) st = check_img2img(i2i, h && h->init_latents, &plan, &j.begin, &j.steps_total, err, errlen);
     if (st == SD_OK) st = alloc_output(p, out, err, errlen);

@@ -7,7 +7,8 @@
  *
  * txt2img, per job:
  *   1. prompts (sd/prompt.h: <lora:...> tags stripped from the prompt,
- *      attention syntax, 75-token chunks) -> context [77*chunks, 2048] and
+ *      attention syntax, textual-inversion embeddings named in them,
+ *      75-token chunks) -> context [77*chunks, 2048] and
  *      pooled (sd/text_encoder.h); an empty negative prompt gives all-zero
  *      context and pooled (diffusers' force_zeros_for_empty_prompt, A1111's
  *      force_zero_negative_prompt). With cfg <= 1 the negative is not encoded;
@@ -22,7 +23,8 @@
  *      (a long prompt against a short negative) they run as two UNet calls,
  *      as A1111 does without pad_cond_uncond. Sampler noise continues each
  *      image's own generator;
- *   4. latents / 0.13025 -> VAE decode (tiled above a size threshold) ->
+ *   4. latents / 0.13025 -> VAE decode (the checkpoint's VAE or the one the
+ *      job chose, sd_engine_add_vae; tiled above a size threshold) ->
  *      RGB8 as VaeImageProcessor rounds (sd_vae_to_rgb8).
  *
  * img2img (sd_img2img) runs diffusers' StableDiffusionXLImg2ImgPipeline:
@@ -52,6 +54,7 @@
 #include "sd/backend.h"
 #include "sd/checkpoint.h"
 #include "sd/device.h"
+#include "sd/embedding.h"
 #include "sd/lora.h"
 #include "sd/rng.h"
 #include "sd/sampler.h"
@@ -115,6 +118,26 @@ int sd_engine_size_multiple(const sd_engine *e);
 sd_lora_status sd_engine_set_loras(sd_engine *e, const sd_lora_spec *specs, size_t n, sd_lora_report *report,
                                    char *err, size_t errlen);
 
+/* Textual-inversion embeddings (sd/embedding.h) that prompts and negative
+ * prompts may name: the engine's set, empty after loading; load files into
+ * it with sd_embeddings_load (widths are the engine's encoders'). */
+sd_embedding_db *sd_engine_embeddings(sd_engine *e);
+/* The embeddings `text` names (negative: a negative prompt, whose <...>
+ * tags are text), as indices into sd_engine_embeddings in A1111's order of
+ * first use; *used is malloc'd (free it; NULL when none). SD_OK, SD_EINVALID
+ * for a prompt that does not parse, SD_EMODEL when it names an embedding
+ * that could not be loaded (err names it and the reason), SD_ENOMEM. */
+sd_status sd_engine_embeddings_used(sd_engine *e, const char *text, bool negative, size_t **used, size_t *n,
+                                    char *err, size_t errlen);
+
+/* A VAE of the user's choice (sd/vae_file.h: LDM or diffusers names) for
+ * jobs to decode (and img2img to encode) with: *index is the value of
+ * sd_txt2img_params.vae that picks it (1 for the first added, 2 for the
+ * next...). The file stays mapped until the engine is freed. SD_OK, or
+ * SD_EMODEL when it is not an SDXL VAE this checkpoint can use (err says
+ * what it is), SD_ENOMEM. */
+sd_status sd_engine_add_vae(sd_engine *e, const char *path, int *index, char *err, size_t errlen);
+
 /* Called after each sampling step with step = 1..total (total = steps; a
  * sampler with two model calls per step reports after the step's last call).
  * A nonzero return stops the job with SD_ECANCELLED. */
@@ -145,6 +168,7 @@ typedef struct {
      * 0: SD_VAE_TILE_ABOVE_DEFAULT; negative: never tile. */
     long vae_tile_above;
     int vae_tile_latent;         /* tile edge in latent pixels for sd_vae_decode_tiled; 0: its default */
+    int vae;                     /* 0: the checkpoint's own VAE; n: the n-th sd_engine_add_vae */
 } sd_txt2img_params;
 
 /* The worker's defaults: 1024x1024, 24 steps, cfg 4.5, DPM++ 2M Karras,
@@ -229,9 +253,10 @@ sd_status sd_img2img_hooked(sd_engine *e, const sd_img2img_params *p, const sd_j
                             char *err, size_t errlen);
 
 /* The VAE encoder's posterior of one image, chw [3, h, w] in [-1, 1] (h, w
- * multiples of 8): mean and logvar, z_channels x h/8 x w/8 floats each. */
-sd_status sd_engine_vae_encode(sd_engine *e, const float *chw, int width, int height, float *mean, float *logvar,
-                               char *err, size_t errlen);
+ * multiples of 8): mean and logvar, z_channels x h/8 x w/8 floats each.
+ * vae: as sd_txt2img_params.vae (0: the checkpoint's own). */
+sd_status sd_engine_vae_encode(sd_engine *e, int vae, const float *chw, int width, int height, float *mean,
+                               float *logvar, char *err, size_t errlen);
 /* UNet input channels beyond the latents': 0, or 5 for an inpainting UNet. */
 int sd_engine_extra_channels(const sd_engine *e);
 

@@ -139,7 +139,7 @@ static sd_status second_pass_latents(void *ctx, sd_engine *e, const sd_plan *pla
         st = chw && post ? SD_OK : SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the hires latents");
         for (int b = 0; st == SD_OK && b < j->batch; b++) {
             sd_vae_from_rgb8(j->rgb + (size_t)b * px * 3, j->h2, j->w2, chw);
-            st = sd_engine_vae_encode(e, chw, j->w2, j->h2, post + 2 * n * b, post + 2 * n * b + n, err, errlen);
+            st = sd_engine_vae_encode(e, j->p->gen.vae, chw, j->w2, j->h2, post + 2 * n * b, post + 2 * n * b + n, err, errlen);
         }
         if (st == SD_OK) {
             sd_batch_rng_randn(rng, n, noise);

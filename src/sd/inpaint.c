@@ -114,7 +114,7 @@ static sd_status vae_sample(inpaint_job *j, sd_engine *e, const float *chw, sd_b
 {
     size_t n = j->n;
     float *post = malloc(sizeof(float) * 2 * n), *z = malloc(sizeof(float) * n * j->batch);
-    sd_status st = post && z ? sd_engine_vae_encode(e, chw, j->w, j->h, post, post + n, err, errlen)
+    sd_status st = post && z ? sd_engine_vae_encode(e, j->p->i2i.gen.vae, chw, j->w, j->h, post, post + n, err, errlen)
                              : SD_FAIL(SD_ENOMEM, err, errlen, "out of memory for the inpainting latents");
     if (st == SD_OK) {
         sd_batch_rng_randn_shared(rng, n, z);

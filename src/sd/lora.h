@@ -9,8 +9,10 @@
  *                       lora_te1_* / lora_te_* (CLIP-L), lora_te2_* (bigG,
  *                       q/k/v onto row blocks of the fused in_proj);
  *                       .lora_down/.lora_up[/.lora_mid].weight, .alpha
- *   diffusers / PEFT    unet.* / text_encoder.* / text_encoder_2.*,
- *                       lora_A/lora_B (and the older to_q_lora.down forms);
+ *   diffusers / PEFT    unet.* / text_encoder.* / text_encoder_2.* (with or
+ *                       without text_model.), lora_A/lora_B, the training
+ *                       scripts' .lora.down/.lora_linear_layer.down and the
+ *                       older to_q_lora.down forms;
  *                       alphas from __metadata__ lora_adapter_metadata
  *   LyCORIS             LoHa (hada_*), LoKr (lokr_*), full (.diff, .diff_b),
  *                       DoRA (.dora_scale on any of them)

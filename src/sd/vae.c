@@ -103,6 +103,12 @@ static void bind_decoder(sd_binder *b, sd_vae *v)
 
 int sd_vae_bind(sd_vae **out, const st_file *f, const sdxl_vae_hparams *hp, char *err, size_t errlen)
 {
+    return sd_vae_bind_prefix(out, f, VAE_PREFIX, hp, err, errlen);
+}
+
+int sd_vae_bind_prefix(sd_vae **out, const st_file *f, const char *prefix, const sdxl_vae_hparams *hp, char *err,
+                       size_t errlen)
+{
     if (!out || !f || !hp) {
         sd_error(err, errlen, "sd_vae_bind: NULL argument");
         return -1;
@@ -122,7 +128,7 @@ int sd_vae_bind(sd_vae **out, const st_file *f, const sdxl_vae_hparams *hp, char
     v->hp = *hp;
     v->scale = 1 << (hp->num_levels - 1);
     v->top_channels = hp->base_channels * hp->channel_mult[hp->num_levels - 1];
-    sd_binder b = {.f = f, .prefix = VAE_PREFIX, .what = "VAE", .err = err, .errlen = errlen};
+    sd_binder b = {.f = f, .prefix = prefix, .what = "VAE", .err = err, .errlen = errlen};
     bind_encoder(&b, v);
     bind_decoder(&b, v);
     if (b.failed) {

@@ -19,6 +19,10 @@
 typedef struct sd_vae sd_vae;
 
 int sd_vae_bind(sd_vae **out, const st_file *f, const sdxl_vae_hparams *hp, char *err, size_t errlen);
+/* The same with the tensors under `prefix` (a checkpoint: "first_stage_model.";
+ * a standalone VAE file's view, sd/vae_file.h: ""). */
+int sd_vae_bind_prefix(sd_vae **out, const st_file *f, const char *prefix, const sdxl_vae_hparams *hp, char *err,
+                       size_t errlen);
 void sd_vae_free(sd_vae *v);
 
 /* image [B, 3, 8h, 8w] in [-1, 1]-ish = decoder(post_quant_conv(z)) where z

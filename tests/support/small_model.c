@@ -63,6 +63,16 @@ void golden_prompt_settings(const cJSON *o, sd_txt2img_params *p)
     p->rng = SD_RNG_CPU;
 }
 
+void golden_job_settings(const cJSON *o, sd_txt2img_params *p)
+{
+    golden_prompt_settings(o, p);
+    p->width = json_int(o, "width");
+    p->height = json_int(o, "height");
+    p->steps = json_int(o, "steps");
+    p->sampler = json_str(o, "sampler");
+    p->seeding = SD_BATCH_ONE_GENERATOR;
+}
+
 sd_batch_seeding golden_seeding(const cJSON *c)
 {
     return strcmp(json_str(c, "seeding"), "per-image") ? SD_BATCH_ONE_GENERATOR : SD_BATCH_SEED_PER_IMAGE;

@@ -35,6 +35,9 @@ void small_model_txt2img_ok(const small_model *m, const sd_txt2img_params *p, sd
 /* Settings every golden case shares, read from object o: prompt,
  * negative_prompt (null: none), cfg, seed (a decimal string); rng cpu. */
 void golden_prompt_settings(const cJSON *o, sd_txt2img_params *p);
+/* golden_prompt_settings plus width, height, steps and sampler, with one
+ * generator for the batch (diffusers' generator=manual_seed(seed)). */
+void golden_job_settings(const cJSON *o, sd_txt2img_params *p);
 /* A case's "seeding": "per-image" (A1111's seeds) or one generator. */
 sd_batch_seeding golden_seeding(const cJSON *c);
 
