@@ -196,22 +196,23 @@ void pack_conv_inputs(const cudnnTensorStruct &x, const void *xp, const cudnnFil
                 }
 }
 
-/* sum over taps and channels for output (n, k, oh, ow) */
+/* sum over taps and channels for output (n, k, oh, ow); the in-bounds taps
+ * of one filter row are contiguous (s, c) runs in both packed arrays, so
+ * each row is one dot product */
 double conv_point(const cudnnTensorStruct &x, const std::vector<float> &xs, const cudnnFilterStruct &w,
                   const std::vector<float> &ws, const cudnnConvolutionStruct &conv, int n, int k, int oh, int ow)
 {
+    const int iw0 = ow * conv.stride_w - conv.pad_w;
+    const int s0 = iw0 < 0 ? -iw0 : 0, s1 = x.w - iw0 < w.s ? x.w - iw0 : w.s;
+    if (s0 >= s1)
+        return 0.0;
     double acc = 0;
     for (int r = 0; r < w.r; r++) {
         const int ih = oh * conv.stride_h - conv.pad_h + r;
         if (ih < 0 || ih >= x.h)
             continue;
-        for (int s = 0; s < w.s; s++) {
-            const int iw = ow * conv.stride_w - conv.pad_w + s;
-            if (iw < 0 || iw >= x.w)
-                continue;
-            acc += dot(&xs[(((size_t)n * x.h + ih) * x.w + iw) * x.c], &ws[(((size_t)k * w.r + r) * w.s + s) * w.c],
-                       (size_t)x.c);
-        }
+        acc += dot(&xs[(((size_t)n * x.h + ih) * x.w + iw0 + s0) * x.c], &ws[(((size_t)k * w.r + r) * w.s + s0) * w.c],
+                   (size_t)(s1 - s0) * x.c);
     }
     return acc;
 }

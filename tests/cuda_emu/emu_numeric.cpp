@@ -1,6 +1,6 @@
 /* emu_numeric.cpp: the element conversions, input roundings and dot product
- * that the cuBLAS and cuDNN emulations share. Conversions to fp16/bf16 are
- * the real headers' round-to-nearest-even host implementations. */
+ * that the math-library emulations share. Conversions to fp16/bf16 are the
+ * real headers' round-to-nearest-even host implementations. */
 #include "emu_internal.h"
 
 namespace emu {
@@ -47,19 +47,25 @@ float round_input(float v, InputRounding r)
     }
 }
 
+/* Eight independent partial sums (SSE2 keeps them in four registers): the
+ * adds' latency, not their number, bounds a single running sum. */
 double dot(const float *a, const float *b, size_t n)
 {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
+    for (; i + 8 <= n; i += 8) {
         s0 += (double)a[i] * b[i];
         s1 += (double)a[i + 1] * b[i + 1];
         s2 += (double)a[i + 2] * b[i + 2];
         s3 += (double)a[i + 3] * b[i + 3];
+        s4 += (double)a[i + 4] * b[i + 4];
+        s5 += (double)a[i + 5] * b[i + 5];
+        s6 += (double)a[i + 6] * b[i + 6];
+        s7 += (double)a[i + 7] * b[i + 7];
     }
     for (; i < n; i++)
         s0 += (double)a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
 }
 
 } /* namespace emu */
