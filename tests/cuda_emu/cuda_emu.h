@@ -4,7 +4,8 @@
  * header through src/sd/cuda/cuda_common.cuh in place of nvcc's built-ins:
  * the execution-space keywords, threadIdx/blockIdx/blockDim/gridDim,
  * __syncthreads, the __shfl_*_sync family, atomics, the device math
- * intrinsics, emu_launch (what SD_LAUNCH expands to) and emu_dynamic_smem.
+ * intrinsics, emu_launch (what SD_LAUNCH expands to), emu_dynamic_smem, and
+ * (through emu_wmma.h) the warp matrix functions of <mma.h>, nvcuda::wmma.
  * Types, enums and the runtime/cuBLAS/cuDNN prototypes come from the real
  * CUDA headers; their definitions live in emu_*.cpp (README.md says what is
  * emulated and what is not).
@@ -97,7 +98,7 @@ static constexpr int warpSize = 32;
 
 namespace emu {
 
-enum WarpOpKind { SHFL_IDX, SHFL_UP, SHFL_DOWN, SHFL_XOR, SYNCWARP, VOTE_BALLOT, VOTE_ANY, VOTE_ALL };
+enum WarpOpKind { SHFL_IDX, SHFL_UP, SHFL_DOWN, SHFL_XOR, SYNCWARP, VOTE_BALLOT, VOTE_ANY, VOTE_ALL, COLLECTIVE };
 enum BlockSyncKind { SYNC_PLAIN, SYNC_COUNT, SYNC_AND, SYNC_OR };
 
 /* Suspends the running thread until every thread of its block arrives;
@@ -106,6 +107,20 @@ int block_sync(BlockSyncKind kind, int predicate);
 /* Suspends the running thread until every lane of its warp arrives at a warp
  * op of the same kind; returns this lane's result bits. */
 uint64_t warp_op(WarpOpKind kind, unsigned mask, uint64_t value, int arg, int width);
+
+/* A warp-collective operation beyond shuffles and votes (the WMMA
+ * functions): every lane passes its own description. Once every lane of the
+ * warp has arrived, lanes[0]->resolve(lanes, n) runs once, before any lane
+ * goes on, and returns null or the reason the kernel must abort; n is the
+ * warp's lane count (below 32 in a partial last warp). */
+struct WarpCollective {
+    const char *(*resolve)(WarpCollective *const *lanes, unsigned n);
+};
+void warp_collective(WarpCollective &op);
+
+/* Aborts with "cuda_emu: <message> ... in kernel launched at <file:line>",
+ * as the emulator's own divergence checks do. */
+[[noreturn]] void kernel_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 template <typename T> inline uint64_t to_bits(const T &v)
 {
@@ -398,8 +413,9 @@ emu::Launch<Params...> emu_launch(dim3 grid, dim3 block, size_t smem_bytes, cuda
     return emu::Launch<Params...>(cfg, kernel);
 }
 
-/* The running block's dynamic shared memory: 16-byte aligned, refilled with
- * 0xFF bytes (NaN as fp32/fp16/bf16) at every block start. */
+/* The running block's dynamic shared memory: 128-byte aligned (as
+ * cuda_common.cuh declares it for the GPU), refilled with 0xFF bytes (NaN as
+ * fp32/fp16/bf16) at every block start. */
 void *emu_dynamic_smem();
 
 /* The C++ overload of cuda_runtime.h that takes the kernel itself. */
@@ -407,6 +423,8 @@ template <typename T> inline cudaError_t cudaFuncSetAttribute(T *kernel, cudaFun
 {
     return ::cudaFuncSetAttribute(reinterpret_cast<const void *>(kernel), attr, value);
 }
+
+#include "emu_wmma.h"
 
 #endif /* __cplusplus */
 

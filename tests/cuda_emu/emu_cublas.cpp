@@ -2,15 +2,14 @@
  * linkage, the real prototypes): handles, stream/math-mode/workspace
  * settings, status strings, and cublasGemmEx with its strided and
  * pointer-array batched forms. GEMMs are column-major as cuBLAS documents,
- * validated as cuBLAS validates them, computed on the host with fp32 inputs
- * (rounded to TF32/fp16/bf16 where the compute type or math mode lets cuBLAS
- * do so), accumulated in double and rounded to C's type once. Matrices must
- * lie in device-accessible memory; anything else aborts, as a GPU would fault. */
+ * validated as cuBLAS validates them and computed by emu_gemm.cpp on the
+ * host with fp32 inputs (rounded to TF32/fp16/bf16 where the compute type
+ * or math mode lets cuBLAS do so), accumulated in double and rounded to C's
+ * type once. Matrices must lie in device-accessible memory; anything else
+ * aborts, as a GPU would fault. */
 #include "emu_internal.h"
 
 #include <cublas_v2.h>
-
-#include <vector>
 
 struct cublasContext {
     cudaStream_t stream;
@@ -25,16 +24,6 @@ namespace {
 
 Registry<cublasContext> &g_handles = *new Registry<cublasContext>;
 
-bool elem_of(cudaDataType t, Elem *e)
-{
-    switch (t) {
-    case CUDA_R_32F: *e = Elem::F32; return true;
-    case CUDA_R_16F: *e = Elem::F16; return true;
-    case CUDA_R_16BF: *e = Elem::BF16; return true;
-    default: return false;
-    }
-}
-
 bool valid_op(cublasOperation_t op) { return op == CUBLAS_OP_N || op == CUBLAS_OP_T || op == CUBLAS_OP_C; }
 
 bool valid_algo(cublasGemmAlgo_t algo)
@@ -45,50 +34,7 @@ bool valid_algo(cublasGemmAlgo_t algo)
 
 int at_least_one(int v) { return v > 1 ? v : 1; }
 
-/* One validated GEMM: C = alpha op(A) op(B) + beta C. CUBLAS_OP_C is
- * CUBLAS_OP_T for the real types emulated here. */
-struct Gemm {
-    bool a_transposed, b_transposed;
-    int m, n, k, lda, ldb, ldc;
-    float alpha, beta;
-    Elem ab, c;
-    InputRounding rounding;
-};
-
-/* How cuBLAS may round fp32 inputs: the FAST compute types always,
- * CUBLAS_COMPUTE_32F under the TF32 (or deprecated tensor-op, = FAST_16F)
- * math modes; PEDANTIC never. */
-InputRounding rounding_for(cublasComputeType_t compute, cublasMath_t math)
-{
-    const int mode = (int)math & ~(int)CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
-    switch (compute) {
-    case CUBLAS_COMPUTE_32F_FAST_TF32: return InputRounding::TF32;
-    case CUBLAS_COMPUTE_32F_FAST_16F: return InputRounding::F16;
-    case CUBLAS_COMPUTE_32F_FAST_16BF: return InputRounding::BF16;
-    case CUBLAS_COMPUTE_32F:
-        return mode == CUBLAS_TF32_TENSOR_OP_MATH ? InputRounding::TF32
-               : mode == CUBLAS_TENSOR_OP_MATH    ? InputRounding::F16
-                                                  : InputRounding::NONE;
-    default: return InputRounding::NONE;
-    }
-}
-
-/* The type checks of cublasGemmEx's table for the fp32 compute types. */
-cublasStatus_t check_types(cudaDataType a, cudaDataType b, cudaDataType c, cublasComputeType_t compute, Gemm *g)
-{
-    if (a != b || !elem_of(a, &g->ab) || !elem_of(c, &g->c) || (c != a && c != CUDA_R_32F))
-        return CUBLAS_STATUS_NOT_SUPPORTED;
-    switch (compute) {
-    case CUBLAS_COMPUTE_32F:
-    case CUBLAS_COMPUTE_32F_PEDANTIC: return CUBLAS_STATUS_SUCCESS;
-    case CUBLAS_COMPUTE_32F_FAST_TF32:
-    case CUBLAS_COMPUTE_32F_FAST_16F:
-    case CUBLAS_COMPUTE_32F_FAST_16BF:
-        return a == CUDA_R_32F && c == CUDA_R_32F ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_SUPPORTED;
-    default: return CUBLAS_STATUS_NOT_SUPPORTED;
-    }
-}
-
+/* CUBLAS_OP_C is CUBLAS_OP_T for the real types emulated here. */
 cublasStatus_t prepare(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
                        const void *alpha, cudaDataType Atype, int lda, cudaDataType Btype, int ldb, const void *beta,
                        cudaDataType Ctype, int ldc, int batch_count, cublasComputeType_t compute,
@@ -103,7 +49,7 @@ cublasStatus_t prepare(cublasHandle_t handle, cublasOperation_t transa, cublasOp
     if (lda < at_least_one(g->a_transposed ? k : m) || ldb < at_least_one(g->b_transposed ? n : k) ||
         ldc < at_least_one(m) || !alpha || !beta)
         return CUBLAS_STATUS_INVALID_VALUE;
-    const cublasStatus_t types = check_types(Atype, Btype, Ctype, compute, g);
+    const cublasStatus_t types = gemm_types(Atype, Btype, Ctype, compute, g);
     if (types != CUBLAS_STATUS_SUCCESS)
         return types;
     if (!valid_algo(algo))
@@ -114,67 +60,17 @@ cublasStatus_t prepare(cublasHandle_t handle, cublasOperation_t transa, cublasOp
     g->lda = lda;
     g->ldb = ldb;
     g->ldc = ldc;
+    g->ldd = ldc;
     g->alpha = *static_cast<const float *>(alpha);
     g->beta = *static_cast<const float *>(beta);
-    g->rounding = g->ab == Elem::F32 ? rounding_for(compute, handle->math) : InputRounding::NONE;
+    g->rounding = g->ab == Elem::F32 ? gemm_rounding(compute, handle->math) : InputRounding::NONE;
     return CUBLAS_STATUS_SUCCESS;
 }
 
-/* Bytes a column-major rows x cols matrix with leading dimension ld spans. */
-size_t matrix_bytes(int rows, int cols, int ld, Elem e)
+/* cuBLAS's GEMM writes C in place, with no epilogue. */
+void run_in_place(const Gemm &g, const void *A, const void *B, void *C, const char *api)
 {
-    if (rows == 0 || cols == 0)
-        return 0;
-    return ((size_t)(cols - 1) * (size_t)ld + (size_t)rows) * elem_size(e);
-}
-
-void require_operands(const Gemm &g, const void *A, const void *B, const void *C, const char *api)
-{
-    if (g.k > 0) {
-        require_device_accessible(A, matrix_bytes(g.a_transposed ? g.k : g.m, g.a_transposed ? g.m : g.k, g.lda, g.ab),
-                                  api, "A");
-        require_device_accessible(B, matrix_bytes(g.b_transposed ? g.n : g.k, g.b_transposed ? g.k : g.n, g.ldb, g.ab),
-                                  api, "B");
-    }
-    require_device_accessible(C, matrix_bytes(g.m, g.n, g.ldc, g.c), api, "C");
-}
-
-/* Rows of op(A) (m x k) and columns of op(B) (k x n), each as k contiguous
- * fp32 values, so that every C element is one dot product. */
-void pack_operands(const Gemm &g, const void *A, const void *B, std::vector<float> &a_rows,
-                   std::vector<float> &b_cols)
-{
-    const size_t k = (size_t)g.k;
-    a_rows.resize((size_t)g.m * k);
-    b_cols.resize((size_t)g.n * k);
-    for (size_t i = 0; i < (size_t)g.m; i++)
-        for (size_t p = 0; p < k; p++) {
-            const size_t at = g.a_transposed ? p + i * (size_t)g.lda : i + p * (size_t)g.lda;
-            a_rows[i * k + p] = round_input(load_elem(A, at, g.ab), g.rounding);
-        }
-    for (size_t j = 0; j < (size_t)g.n; j++)
-        for (size_t p = 0; p < k; p++) {
-            const size_t at = g.b_transposed ? j + p * (size_t)g.ldb : p + j * (size_t)g.ldb;
-            b_cols[j * k + p] = round_input(load_elem(B, at, g.ab), g.rounding);
-        }
-}
-
-void run_gemm(const Gemm &g, const void *A, const void *B, void *C, const char *api)
-{
-    if (g.m == 0 || g.n == 0)
-        return;
-    require_operands(g, A, B, C, api);
-    std::vector<float> a_rows, b_cols;
-    pack_operands(g, A, B, a_rows, b_cols);
-    const size_t k = (size_t)g.k;
-    for (size_t j = 0; j < (size_t)g.n; j++)
-        for (size_t i = 0; i < (size_t)g.m; i++) {
-            const size_t at = i + j * (size_t)g.ldc;
-            double v = (double)g.alpha * dot(a_rows.data() + i * k, b_cols.data() + j * k, k);
-            if (g.beta != 0.0f) /* beta == 0: C is not read, it may hold NaN */
-                v += (double)g.beta * load_elem(C, at, g.c);
-            store_elem(C, at, g.c, (float)v);
-        }
+    run_gemm(g, A, B, C, C, Epilogue{nullptr, Elem::F32, Activation::NONE}, api);
 }
 
 const char *offset(const void *p, long long elems, Elem e)
@@ -310,7 +206,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
                                            ldc, 1, computeType, algo, &g);
     if (st != CUBLAS_STATUS_SUCCESS)
         return st;
-    emu::run_gemm(g, A, B, C, "cublasGemmEx");
+    emu::run_in_place(g, A, B, C, "cublasGemmEx");
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -327,8 +223,8 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
     if (st != CUBLAS_STATUS_SUCCESS)
         return st;
     for (int b = 0; b < batchCount; b++)
-        emu::run_gemm(g, emu::offset(A, b * strideA, g.ab), emu::offset(B, b * strideB, g.ab),
-                      const_cast<char *>(emu::offset(C, b * strideC, g.c)), "cublasGemmStridedBatchedEx");
+        emu::run_in_place(g, emu::offset(A, b * strideA, g.ab), emu::offset(B, b * strideB, g.ab),
+                          const_cast<char *>(emu::offset(C, b * strideC, g.c)), "cublasGemmStridedBatchedEx");
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -349,7 +245,7 @@ cublasStatus_t cublasGemmBatchedEx(cublasHandle_t handle, cublasOperation_t tran
     emu::require_device_accessible(Barray, array_bytes, "cublasGemmBatchedEx", "Barray");
     emu::require_device_accessible(Carray, array_bytes, "cublasGemmBatchedEx", "Carray");
     for (int b = 0; b < batchCount; b++)
-        emu::run_gemm(g, Aarray[b], Barray[b], Carray[b], "cublasGemmBatchedEx");
+        emu::run_in_place(g, Aarray[b], Barray[b], Carray[b], "cublasGemmBatchedEx");
     return CUBLAS_STATUS_SUCCESS;
 }
 

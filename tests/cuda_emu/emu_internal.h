@@ -1,12 +1,14 @@
 /* emu_internal.h: what the emulator's own files share and kernels never
  * see: error recording, the abort path for bugs a GPU would fault on, the
- * device-memory registry queries, the emulator's settings, and the element
- * conversions and dot product that the cuBLAS and cuDNN emulations use. */
+ * device-memory registry queries, the emulator's settings, the element
+ * conversions and dot product that the math-library emulations use, and the
+ * GEMM that cuBLAS and cuBLASLt share. */
 #ifndef SDXL_CUDA_EMU_INTERNAL_H
 #define SDXL_CUDA_EMU_INTERNAL_H
 
 #include "cuda_emu.h"
 
+#include <cublas_api.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -106,6 +108,48 @@ float round_input(float v, InputRounding r);
 
 /* sum a[i] * b[i] over n elements, accumulated in double. */
 double dot(const float *a, const float *b, size_t n);
+
+/* ---- the column-major GEMM of the cuBLAS and cuBLASLt emulations (emu_gemm.cpp) ---- */
+
+/* One validated GEMM: D = epilogue(alpha op(A) op(B) + beta C), column-major
+ * with leading dimensions in elements (cuBLAS's D is its C). */
+struct Gemm {
+    bool a_transposed, b_transposed;
+    int64_t m, n, k, lda, ldb, ldc, ldd;
+    float alpha, beta;
+    Elem ab, c, d;
+    InputRounding rounding;
+};
+
+/* What cuBLASLt's epilogues do before the store: add bias[row] (unless
+ * bias is null), then apply an activation. */
+enum class Activation { NONE, RELU, GELU_TANH };
+struct Epilogue {
+    const void *bias;
+    Elem bias_elem;
+    Activation activation;
+};
+
+/* The emulated element type of a cudaDataType; false for the others. */
+bool blas_elem(cudaDataType t, Elem *e);
+
+/* cublasGemmEx's type table for the fp32 compute types (A and B alike, C
+ * like them or fp32; the FAST types for fp32 data only); sets g->ab and
+ * g->c (and g->d = g->c). */
+cublasStatus_t gemm_types(cudaDataType a, cudaDataType b, cudaDataType c, cublasComputeType_t compute, Gemm *g);
+
+/* How fp32 inputs are rounded: the FAST compute types always, COMPUTE_32F
+ * under the TF32 (or deprecated tensor-op) math modes; PEDANTIC never. */
+InputRounding gemm_rounding(cublasComputeType_t compute, cublasMath_t math);
+
+/* Bytes a column-major rows x cols matrix with leading dimension ld spans. */
+size_t matrix_bytes(int64_t rows, int64_t cols, int64_t ld, Elem e);
+
+/* Runs g: every element is one dot product over fp32 inputs accumulated in
+ * double, rounded once to D's type; C is read only when beta != 0. Aborts,
+ * naming `api`, when a matrix is not device-accessible. */
+void run_gemm(const Gemm &g, const void *A, const void *B, const void *C, void *D, const Epilogue &ep,
+              const char *api);
 
 } /* namespace emu */
 

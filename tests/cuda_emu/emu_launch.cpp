@@ -7,12 +7,13 @@
  * its stack to a next thread that has not started, without any switch).
  * Between rounds the scheduler resolves complete warp ops, and when nothing
  * else can move, releases the block barrier. Divergent barriers and warp ops
- * abort with the kernel's launch site. Also here: launch validation, dynamic
- * shared memory, cudaFuncSetAttribute, and the fiber stacks with their guard
- * pages. */
+ * abort with the kernel's launch site; warp-collective operations (WMMA)
+ * resolve there too. Also here: launch validation, dynamic shared memory,
+ * cudaFuncSetAttribute, and the fiber stacks with their guard pages. */
 #include "emu_internal.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -421,11 +422,26 @@ void check_warp_agrees(const Grid &g, unsigned first, unsigned n)
         kernel_fail("shuffle width that is not a power of two in [1, 32]");
 }
 
+/* Runs a warp-collective operation once for warp `lanes` (n lanes). */
+void resolve_collective(Thread *lanes, unsigned n)
+{
+    WarpCollective *ops[WARP];
+    for (unsigned l = 0; l < n; l++)
+        ops[l] = reinterpret_cast<WarpCollective *>(lanes[l].value);
+    for (unsigned l = 1; l < n; l++)
+        if (ops[l]->resolve != ops[0]->resolve)
+            kernel_fail("lanes of a warp reached different warp-collective operations");
+    if (const char *why = ops[0]->resolve(ops, n))
+        kernel_fail(why);
+}
+
 /* Releases warp [first, first + n) from its warp op with each lane's result. */
 void resolve_warp(Grid &g, unsigned first, unsigned n)
 {
     check_warp_agrees(g, first, n);
     Thread *lanes = &g.threads[first];
+    if (lanes[0].op == COLLECTIVE)
+        resolve_collective(lanes, n);
     uint64_t votes = 0;
     for (unsigned l = 0; l < n; l++)
         votes |= (lanes[l].value != 0 ? 1ull : 0ull) << l;
@@ -437,6 +453,7 @@ void resolve_warp(Grid &g, unsigned first, unsigned n)
         case VOTE_BALLOT: t.result = votes; break;
         case VOTE_ANY: t.result = votes != 0; break;
         case VOTE_ALL: t.result = votes == all; break;
+        case COLLECTIVE: t.result = 0; break;
         default: {
             const unsigned src = shuffle_source(t.op, l, t.arg, t.width);
             /* a lane a partial warp lacks: undefined on a GPU, NaN bits here */
@@ -562,7 +579,7 @@ void prepare_grid(Grid &g)
     g.ready.reserve(g.block_threads);
     g.round.reserve(g.block_threads);
     void *smem = nullptr;
-    if (posix_memalign(&smem, 16, g.cfg->smem_bytes ? g.cfg->smem_bytes : 1) != 0)
+    if (posix_memalign(&smem, 128, g.cfg->smem_bytes ? g.cfg->smem_bytes : 1) != 0)
         die("cannot allocate %zu bytes of dynamic shared memory", g.cfg->smem_bytes);
     g.smem = static_cast<unsigned char *>(smem);
     g.rng = 0x9E3779B97F4A7C15ull ^ (++g_launch_count * 0xBF58476D1CE4E5B9ull);
@@ -623,6 +640,22 @@ uint64_t warp_op(WarpOpKind kind, unsigned mask, uint64_t value, int arg, int wi
     t.width = width;
     suspend(t, Wait::WARP_OP);
     return t.result;
+}
+
+void warp_collective(WarpCollective &op)
+{
+    warp_op(COLLECTIVE, 0xffffffffu, reinterpret_cast<uint64_t>(&op), 0, (int)WARP);
+}
+
+void kernel_error(const char *fmt, ...)
+{
+    running_thread("a kernel-side check");
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    kernel_fail(what);
 }
 
 size_t max_dynamic_smem(const void *kernel)

@@ -1,5 +1,6 @@
 /* self_test.h: what the emulator self-test's files share: cmocka, device
- * buffer helpers and the library test group's entry point. */
+ * buffer and element-value helpers, the abort check, and the test groups'
+ * entry points. */
 #ifndef SDXL_CUDA_EMU_SELF_TEST_H
 #define SDXL_CUDA_EMU_SELF_TEST_H
 
@@ -15,7 +16,7 @@ extern "C" { /* cmocka 1.1's header has no C++ guard */
 #include <string>
 #include <vector>
 
-#include "cuda_emu.h"
+#include "emu_internal.h"
 
 /* A device copy of `host`. */
 template <typename T> T *to_device(const std::vector<T> &host)
@@ -48,7 +49,29 @@ struct ChildEnd {
 };
 ChildEnd run_in_child(void (*fn)(void));
 
-/* Runs the cuBLAS and cuDNN tests (self_test_libs.cpp); returns the failures. */
-int run_library_tests(void);
+/* Expects fn, run in a child, to abort (SIGABRT) with `message` on stderr;
+ * returns that stderr. */
+std::string expect_child_abort(void (*fn)(void), const char *message);
+
+/* Expects fn, run in a child, to abort with "cuda_emu: <message>" naming
+ * the launch site of a kernel in `kernel_file`. */
+void expect_kernel_abort(void (*fn)(void), const char *message, const char *kernel_file);
+
+/* ---- element values (self_test_libs.cpp) ---- */
+
+/* Deterministic values on a 1/8 grid in [-2, 2): exact in fp16, bf16, TF32,
+ * so that sums of their products are exact in fp32 and results can be
+ * compared bit for bit after rounding to the output type. */
+std::vector<float> grid_values(size_t n, unsigned seed);
+/* `values` stored as `e` in a new device buffer. */
+void *device_elems(const std::vector<float> &values, emu::Elem e);
+std::vector<float> host_elems(const void *device, size_t n, emu::Elem e);
+/* What an fp32 result becomes when stored as `e`. */
+float as_stored(float v, emu::Elem e);
+
+/* Test groups; each returns its failures. */
+int run_library_tests(void);  /* cuBLAS and cuDNN (self_test_libs.cpp) */
+int run_wmma_tests(void);     /* self_test_wmma.cpp */
+int run_cublaslt_tests(void); /* self_test_cublaslt.cpp */
 
 #endif

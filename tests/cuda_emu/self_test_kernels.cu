@@ -177,7 +177,7 @@ __global__ void dynamic_smem_kernel(float *first_read, float *out, int *misalign
     for (int j = (int)threadIdx.x; j < n; j += (int)blockDim.x)
         first_read[base + j] = s[j];
     if (threadIdx.x == 0)
-        misaligned[blockIdx.x] = (int)((uintptr_t)s % 16);
+        misaligned[blockIdx.x] = (int)((uintptr_t)s % 128);
     __syncthreads();
     for (int j = (int)threadIdx.x; j < n; j += (int)blockDim.x)
         s[j] = (float)(base + j);

@@ -1,4 +1,5 @@
-/* self_test_libs.cpp: the emulator self-test's cuBLAS and cuDNN half.
+/* self_test_libs.cpp: the emulator self-test's cuBLAS and cuDNN tests, and
+ * the element-value helpers every library test shares.
  * Every GEMM op/type combination and convolution case is checked against a
  * naive loop written from the libraries' documented definitions, with
  * inputs on a 1/8 grid so that every sum is exact and results can be
@@ -8,18 +9,15 @@
 #include "self_test.h"
 
 #include <math.h>
-#include <signal.h>
-#include <sys/wait.h>
 
 #include <cublas_v2.h>
 #include <cudnn.h>
 
-#include "emu_internal.h"
-
 using emu::Elem;
 
-/* Deterministic values on a 1/8 grid in [-2, 2): exact in fp16, bf16, TF32. */
-static std::vector<float> grid_values(size_t n, unsigned seed)
+/* ---- element values (self_test.h) -------------------------------------------------------- */
+
+std::vector<float> grid_values(size_t n, unsigned seed)
 {
     std::vector<float> v(n);
     uint32_t s = seed * 2654435761u + 1;
@@ -30,8 +28,7 @@ static std::vector<float> grid_values(size_t n, unsigned seed)
     return v;
 }
 
-/* `values` stored as `e` in a new device buffer. */
-static void *device_elems(const std::vector<float> &values, Elem e)
+void *device_elems(const std::vector<float> &values, Elem e)
 {
     std::vector<unsigned char> bytes(values.size() * emu::elem_size(e));
     for (size_t i = 0; i < values.size(); i++)
@@ -39,7 +36,7 @@ static void *device_elems(const std::vector<float> &values, Elem e)
     return to_device(bytes);
 }
 
-static std::vector<float> host_elems(const void *device, size_t n, Elem e)
+std::vector<float> host_elems(const void *device, size_t n, Elem e)
 {
     const std::vector<unsigned char> bytes = to_host(static_cast<const unsigned char *>(device), n * emu::elem_size(e));
     std::vector<float> v(n);
@@ -48,8 +45,7 @@ static std::vector<float> host_elems(const void *device, size_t n, Elem e)
     return v;
 }
 
-/* What an fp32 result becomes when stored as `e`. */
-static float as_stored(float v, Elem e)
+float as_stored(float v, Elem e)
 {
     unsigned char bytes[4];
     emu::store_elem(bytes, 0, e, v);
@@ -322,10 +318,8 @@ static void gemm_on_host_memory(void)
 static void test_gemm_rejects_host_pointers(void **state)
 {
     (void)state;
-    const ChildEnd end = run_in_child(gemm_on_host_memory);
-    assert_true(end.err.find("cublasGemmEx: A") != std::string::npos);
-    assert_true(end.err.find("is not inside one device allocation") != std::string::npos);
-    assert_true(WIFSIGNALED(end.status) && WTERMSIG(end.status) == SIGABRT);
+    const std::string err = expect_child_abort(gemm_on_host_memory, "cublasGemmEx: A");
+    assert_true(err.find("is not inside one device allocation") != std::string::npos);
 }
 
 /* ---- cuDNN ------------------------------------------------------------------------------ */

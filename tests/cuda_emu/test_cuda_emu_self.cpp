@@ -3,7 +3,8 @@
  * reference, the launch-configuration errors, the aborts on divergent
  * barriers and warp ops (in forked children), device memory accounting,
  * streams and events; and the threads/s figure, printed, never asserted.
- * self_test_libs.cpp holds the cuBLAS and cuDNN half. */
+ * self_test_libs.cpp holds the cuBLAS and cuDNN tests, self_test_wmma.cpp
+ * the WMMA ones, self_test_cublaslt.cpp the cuBLASLt ones. */
 #include "self_test.h"
 
 #include <math.h>
@@ -15,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cudnn.h>
 
@@ -344,14 +346,26 @@ ChildEnd run_in_child(void (*fn)(void))
     return end;
 }
 
-static void expect_abort(void (*fn)(void), const char *message)
+std::string expect_child_abort(void (*fn)(void), const char *message)
 {
     const ChildEnd end = run_in_child(fn);
     if (end.err.find(message) == std::string::npos)
         fail_msg("expected \"%s\" in the child's stderr, got: %s", message, end.err.c_str());
-    assert_true(end.err.find("in kernel launched at ") != std::string::npos);
-    assert_true(end.err.find("self_test_kernels.cu:") != std::string::npos);
     assert_true(WIFSIGNALED(end.status) && WTERMSIG(end.status) == SIGABRT);
+    return end.err;
+}
+
+void expect_kernel_abort(void (*fn)(void), const char *message, const char *kernel_file)
+{
+    const std::string err = expect_child_abort(fn, message);
+    assert_true(err.find("cuda_emu: ") != std::string::npos);
+    assert_true(err.find("in kernel launched at ") != std::string::npos);
+    assert_true(err.find(std::string(kernel_file) + ":") != std::string::npos);
+}
+
+static void expect_abort(void (*fn)(void), const char *message)
+{
+    expect_kernel_abort(fn, message, "self_test_kernels.cu");
 }
 
 static void test_aborts_on_divergence(void **state)
@@ -546,6 +560,8 @@ static void test_no_device(void **state)
     assert_int_equal(cublasCreate(&blas), CUBLAS_STATUS_NOT_INITIALIZED);
     cudnnHandle_t dnn;
     assert_int_equal(cudnnCreate(&dnn), CUDNN_STATUS_NOT_INITIALIZED);
+    cublasLtHandle_t lt;
+    assert_int_equal(cublasLtCreate(&lt), CUBLAS_STATUS_NOT_INITIALIZED);
     set_env_and_reset("SDXL_CUDA_EMU_DEVICES", nullptr);
     assert_int_equal(cudaGetDeviceCount(&count), cudaSuccess);
     assert_int_equal(count, 1);
@@ -685,5 +701,5 @@ int main(void)
         cmocka_unit_test(test_thread_throughput),
     };
     const int failed = cmocka_run_group_tests_name("cuda_emu kernels and runtime", tests, nullptr, nullptr);
-    return failed + run_library_tests();
+    return failed + run_library_tests() + run_wmma_tests() + run_cublaslt_tests();
 }
