@@ -2,7 +2,9 @@
  * inputs, in each activation precision: fp32 (TF32 off) within 2e-5 of the
  * largest reference value, fp16 within 2.5e-3 and bf16 within 2e-2 (the
  * inputs themselves are rounded to the activation dtype, so these are a
- * few ulps of each format over a dot product). Also the device side of the
+ * few ulps of each format over a dot product); fp16 once more with the
+ * generic attention kernel in place of the tensor-core one (SDXL_CUDA_ATTENTION).
+ * Also the device side of the
  * backend: inputs of another stage's dtype, the weight cache and its
  * invalidation, out-of-memory recovery and the memory accounting.
  * CTest runs it on a GPU (label gpu; skipped without one) and under the
@@ -24,12 +26,16 @@ typedef struct {
     sd_precision precision;
     double tol;
     const char *label;
+    const char *attention; /* SDXL_CUDA_ATTENTION for the backend, NULL: unset */
 } precision_case;
 
+/* fp16 runs twice: with the tensor-core attention for 64-wide heads (the
+ * default) and with the generic kernel for every head. */
 static const precision_case CASES[] = {
-    {SD_PRECISION_FP32, 2e-5, "fp32"},
-    {SD_PRECISION_FP16, 2.5e-3, "fp16"},
-    {SD_PRECISION_BF16, 2e-2, "bf16"},
+    {SD_PRECISION_FP32, 2e-5, "fp32", NULL},
+    {SD_PRECISION_FP16, 2.5e-3, "fp16", NULL},
+    {SD_PRECISION_FP16, 2.5e-3, "fp16 (generic attention)", "generic"},
+    {SD_PRECISION_BF16, 2e-2, "bf16", NULL},
 };
 
 static struct {
@@ -43,7 +49,9 @@ static int group_setup(void **state)
     char why[768];
     P.c = c;
     P.cpu = sd_backend_cpu_new(&(sd_cpu_options){.threads = 1});
+    if (c->attention) setenv("SDXL_CUDA_ATTENTION", c->attention, 1);
     P.gpu = cuda_test_open(c->precision, why, sizeof why);
+    unsetenv("SDXL_CUDA_ATTENTION");
     if (!P.gpu) fprintf(stderr, "CUDA backend (%s): %s\n", c->label, why);
     if (P.gpu) sd_backend_set_stage(P.gpu, SD_STAGE_TEXT); /* fp32, fp16 or bf16 by precision */
     return P.cpu && P.gpu ? 0 : -1;
@@ -279,6 +287,8 @@ static void test_attention(void **state)
     check_attention("attention 1 head of 512 (VAE)", 1, 40, 40, 1, 512, 0);
     check_attention("attention causal 4 heads of 8", 2, 17, 17, 4, 8, 1);
     check_attention("attention 130 keys over tiles, 1 head of 96", 1, 9, 130, 1, 96, 0);
+    check_attention("attention causal 2 heads of 64, 77 tokens (CLIP)", 2, 77, 77, 2, 64, 1);
+    check_attention("attention 3 heads of 64, 150 x 300 (tiles)", 1, 150, 300, 3, 64, 0);
 }
 
 /* ---- elementwise -------------------------------------------------------------------------------- */
@@ -515,7 +525,7 @@ int main(void)
     int failed = 0;
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
         void *state = (void *)&CASES[i];
-        char name[64];
+        char name[96];
         snprintf(name, sizeof name, "cuda ops, %s activations", CASES[i].label);
         P.c = &CASES[i];
         if (group_setup(&state)) return 1;

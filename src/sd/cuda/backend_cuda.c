@@ -202,11 +202,12 @@ static void describe_device(cuda_state *st, const struct cudaDeviceProp *prop)
     const sd_dtype *d = st->stage_dtype;
     snprintf(st->description, sizeof st->description,
              "%s (sm_%d%d, %.1f GiB), driver %d.%d, runtime %d.%d, cuBLAS %d.%d.%d, cuDNN %zu.%zu.%zu; "
-             "activations: text encoders %s, UNet %s, VAE %s%s",
+             "activations: text encoders %s, UNet %s, VAE %s%s%s",
              prop->name, prop->major, prop->minor, (double)prop->totalGlobalMem / (1 << 30), driver / 1000,
              driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10, blas / 10000, blas / 100 % 100, blas % 100,
              dnn / 10000, dnn / 100 % 100, dnn % 100, dtype_label(d[SD_STAGE_TEXT]), dtype_label(d[SD_STAGE_UNET]),
-             dtype_label(d[SD_STAGE_VAE]), st->allow_tf32 && d[SD_STAGE_VAE] == SD_F32 ? " (TF32)" : "");
+             dtype_label(d[SD_STAGE_VAE]), st->allow_tf32 && d[SD_STAGE_VAE] == SD_F32 ? " (TF32)" : "",
+             st->generic_attention ? "; generic attention kernel (SDXL_CUDA_ATTENTION)" : "");
 }
 
 static const char *cuda_describe(sd_backend *be) { return cuda_of(be)->description; }
@@ -333,6 +334,8 @@ sd_backend *sd_backend_cuda_new(const sd_cuda_options *o, char *err, size_t errl
     memcpy(st->stage_dtype, o->stage_dtype, sizeof st->stage_dtype);
     st->allow_tf32 = o->allow_tf32;
     st->memory_limit = o->memory_limit;
+    const char *attn = getenv("SDXL_CUDA_ATTENTION");
+    st->generic_attention = attn && !strcmp(attn, "generic");
     if (open_device(st, err, errlen)) {
         close_device(st);
         free(st);

@@ -40,6 +40,7 @@ typedef struct {
     sd_stage stage;
     int allow_tf32;
     size_t memory_limit; /* 0: none */
+    int generic_attention; /* SDXL_CUDA_ATTENTION=generic: never the tensor-core kernel (for A/B checks) */
     size_t total_mem;
     void *scratch[CUDA_SCRATCH_COUNT];
     size_t scratch_cap[CUDA_SCRATCH_COUNT];

@@ -7,8 +7,9 @@
  *
  * Kernel files are written in the subset of CUDA C++ the emulator
  * implements: templates, __global__/__device__ functions, static __shared__
- * arrays, SD_DYNAMIC_SMEM, __syncthreads, __shfl_*_sync over full warps,
- * atomicAdd, the fp32 math functions, and launches through SD_LAUNCH only. */
+ * arrays, SD_DYNAMIC_SMEM, __syncthreads, __shfl_*_sync and votes over full
+ * warps, WMMA fragments (nvcuda::wmma), atomicAdd, the fp32 math functions,
+ * and launches through SD_LAUNCH only. */
 #ifndef SDXL_SD_CUDA_COMMON_CUH
 #define SDXL_SD_CUDA_COMMON_CUH
 
@@ -18,6 +19,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 #endif
 
 #include <stdint.h>
@@ -31,8 +33,8 @@
 #define SD_DYNAMIC_SMEM(type, name) type *name = (type *)emu_dynamic_smem()
 #else
 #define SD_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<(grid), (block), (smem), (stream)>>>
-#define SD_DYNAMIC_SMEM(type, name)                          \
-    extern __shared__ __align__(16) unsigned char sd_smem_[]; \
+#define SD_DYNAMIC_SMEM(type, name)                           \
+    extern __shared__ __align__(128) unsigned char sd_smem_[]; \
     type *name = reinterpret_cast<type *>(sd_smem_)
 #endif
 

@@ -87,6 +87,14 @@ cudaError_t sd_cuda_softmax(sd_dtype dtype, void *y, const void *x, int64_t rows
 cudaError_t sd_cuda_attention(sd_dtype dtype, void *out, const void *q, const void *k, const void *v, int64_t batch,
                               int64_t nq, int64_t nk, int heads, int dh, int dv, int causal, cudaStream_t stream);
 
+/* ---- attention_tc.cu ---------------------------------------------------------------- */
+
+/* Whether the tensor-core kernel takes these heads: fp16/bf16, 64 wide. */
+int sd_cuda_attention_tc_fits(sd_dtype dtype, int dh, int dv);
+/* sd_cuda_attention on tensor cores (WMMA, fp32 accumulation) for heads sd_cuda_attention_tc_fits takes. */
+cudaError_t sd_cuda_attention_tc(sd_dtype dtype, void *out, const void *q, const void *k, const void *v,
+                                 int64_t batch, int64_t nq, int64_t nk, int heads, int causal, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -54,6 +54,9 @@ int cuda_attention(sd_backend *be, sd_tensor *out, const sd_tensor *q, const sd_
     const void *qd = cuda_operand(be, q, t, CUDA_SCRATCH_IN0), *kd = cuda_operand(be, k, t, CUDA_SCRATCH_IN1);
     const void *vd = cuda_operand(be, v, t, CUDA_SCRATCH_IN2);
     if (!qd || !kd || !vd) return -1;
+    if (!cuda_of(be)->generic_attention && sd_cuda_attention_tc_fits(t, (int)dh, (int)dv))
+        return cuda_ok(be, sd_cuda_attention_tc(t, out->data, qd, kd, vd, q->shape[0], q->shape[1], k->shape[1],
+                                                heads, causal, stream_of(be)), "sd_attention");
     return cuda_ok(be, sd_cuda_attention(t, out->data, qd, kd, vd, q->shape[0], q->shape[1], k->shape[1], heads,
                                          (int)dh, (int)dv, causal, stream_of(be)), "sd_attention");
 }
