@@ -3,7 +3,7 @@
  * largest reference value, fp16 within 2.5e-3 and bf16 within 2e-2 (the
  * inputs themselves are rounded to the activation dtype, so these are a
  * few ulps of each format over a dot product); fp16 once more with the
- * generic attention kernel in place of the tensor-core one (SDXL_CUDA_ATTENTION).
+ * plain paths in place of the fast ones (SDXL_CUDA_ATTENTION, SDXL_CUDA_GEMM).
  * Also the device side of the
  * backend: inputs of another stage's dtype, the weight cache and its
  * invalidation, out-of-memory recovery and the memory accounting.
@@ -26,16 +26,16 @@ typedef struct {
     sd_precision precision;
     double tol;
     const char *label;
-    const char *attention; /* SDXL_CUDA_ATTENTION for the backend, NULL: unset */
+    int plain; /* SDXL_CUDA_ATTENTION=generic and SDXL_CUDA_GEMM=plain for the backend */
 } precision_case;
 
-/* fp16 runs twice: with the tensor-core attention for 64-wide heads (the
- * default) and with the generic kernel for every head. */
+/* fp16 runs twice: with the fast paths (the tensor-core attention for
+ * 64-wide heads, biases in cuBLASLt's epilogue) and with the plain ones. */
 static const precision_case CASES[] = {
-    {SD_PRECISION_FP32, 2e-5, "fp32", NULL},
-    {SD_PRECISION_FP16, 2.5e-3, "fp16", NULL},
-    {SD_PRECISION_FP16, 2.5e-3, "fp16 (generic attention)", "generic"},
-    {SD_PRECISION_BF16, 2e-2, "bf16", NULL},
+    {SD_PRECISION_FP32, 2e-5, "fp32", 0},
+    {SD_PRECISION_FP16, 2.5e-3, "fp16", 0},
+    {SD_PRECISION_FP16, 2.5e-3, "fp16 (plain kernels)", 1},
+    {SD_PRECISION_BF16, 2e-2, "bf16", 0},
 };
 
 static struct {
@@ -49,9 +49,9 @@ static int group_setup(void **state)
     char why[768];
     P.c = c;
     P.cpu = sd_backend_cpu_new(&(sd_cpu_options){.threads = 1});
-    if (c->attention) setenv("SDXL_CUDA_ATTENTION", c->attention, 1);
+    if (c->plain) setenv("SDXL_CUDA_ATTENTION", "generic", 1), setenv("SDXL_CUDA_GEMM", "plain", 1);
     P.gpu = cuda_test_open(c->precision, why, sizeof why);
-    unsetenv("SDXL_CUDA_ATTENTION");
+    unsetenv("SDXL_CUDA_ATTENTION"), unsetenv("SDXL_CUDA_GEMM");
     if (!P.gpu) fprintf(stderr, "CUDA backend (%s): %s\n", c->label, why);
     if (P.gpu) sd_backend_set_stage(P.gpu, SD_STAGE_TEXT); /* fp32, fp16 or bf16 by precision */
     return P.cpu && P.gpu ? 0 : -1;

@@ -36,7 +36,7 @@ struct sd_engine {
     sd_backend *be;
     sd_lora_stack *loras; /* created on the first sd_engine_set_loras */
     bool keep_weights_resident;
-    char device[768];     /* sd_backend_open's line */
+    char device[1280];    /* sd_backend_open's line */
     sd_embedding_db *embeddings; /* textual inversions prompts may name */
     sd_vae_file *vae_files;      /* VAEs of the user's choice (sd_engine_add_vae) */
     sd_vae **vaes;

@@ -202,12 +202,13 @@ static void describe_device(cuda_state *st, const struct cudaDeviceProp *prop)
     const sd_dtype *d = st->stage_dtype;
     snprintf(st->description, sizeof st->description,
              "%s (sm_%d%d, %.1f GiB), driver %d.%d, runtime %d.%d, cuBLAS %d.%d.%d, cuDNN %zu.%zu.%zu; "
-             "activations: text encoders %s, UNet %s, VAE %s%s%s",
+             "activations: text encoders %s, UNet %s, VAE %s%s%s%s",
              prop->name, prop->major, prop->minor, (double)prop->totalGlobalMem / (1 << 30), driver / 1000,
              driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10, blas / 10000, blas / 100 % 100, blas % 100,
              dnn / 10000, dnn / 100 % 100, dnn % 100, dtype_label(d[SD_STAGE_TEXT]), dtype_label(d[SD_STAGE_UNET]),
              dtype_label(d[SD_STAGE_VAE]), st->allow_tf32 && d[SD_STAGE_VAE] == SD_F32 ? " (TF32)" : "",
-             st->generic_attention ? "; generic attention kernel (SDXL_CUDA_ATTENTION)" : "");
+             st->generic_attention ? "; generic attention kernel (SDXL_CUDA_ATTENTION)" : "",
+             st->unfused_bias ? "; bias after the GEMM (SDXL_CUDA_GEMM)" : "");
 }
 
 static const char *cuda_describe(sd_backend *be) { return cuda_of(be)->description; }
@@ -254,6 +255,7 @@ static int open_device(cuda_state *st, char *why, size_t whylen)
         return snprintf(why, whylen, "CUDA set-up: %s", cudaGetErrorString(e)), -1;
     cublasStatus_t bs = cublasCreate(&st->blas);
     if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(st->blas, st->stream);
+    if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasLtCreate(&st->blas_lt);
     if (bs != CUBLAS_STATUS_SUCCESS) return snprintf(why, whylen, "cuBLAS: %s", cublasGetStatusString(bs)), -1;
     cudnnStatus_t ds = cudnnCreate(&st->dnn);
     if (ds == CUDNN_STATUS_SUCCESS) ds = cudnnSetStream(st->dnn, st->stream);
@@ -269,6 +271,8 @@ static void close_device(cuda_state *st)
     if (st->stream) cudaStreamSynchronize(st->stream);
     cuda_weights_free(st->weights);
     cuda_conv_plans_free(st->conv_plans);
+    cuda_gemm_plans_free(st->gemm_plans);
+    if (st->blas_lt) cublasLtDestroy(st->blas_lt);
     if (st->dnn) cudnnDestroy(st->dnn);
     if (st->blas) cublasDestroy(st->blas);
     if (st->stream) cudaStreamDestroy(st->stream);
@@ -336,6 +340,8 @@ sd_backend *sd_backend_cuda_new(const sd_cuda_options *o, char *err, size_t errl
     st->memory_limit = o->memory_limit;
     const char *attn = getenv("SDXL_CUDA_ATTENTION");
     st->generic_attention = attn && !strcmp(attn, "generic");
+    const char *gemm = getenv("SDXL_CUDA_GEMM");
+    st->unfused_bias = gemm && !strcmp(gemm, "plain");
     if (open_device(st, err, errlen)) {
         close_device(st);
         free(st);

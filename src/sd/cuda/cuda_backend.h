@@ -7,6 +7,7 @@
 #ifndef SDXL_SD_CUDA_BACKEND_H
 #define SDXL_SD_CUDA_BACKEND_H
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
@@ -29,11 +30,13 @@ typedef enum {
 
 typedef struct cuda_weight_cache cuda_weight_cache;
 typedef struct cuda_conv_plans cuda_conv_plans;
+typedef struct cuda_gemm_plans cuda_gemm_plans;
 
 typedef struct {
     int device;
     cudaStream_t stream;
     cublasHandle_t blas;
+    cublasLtHandle_t blas_lt;
     cudnnHandle_t dnn;
     cudaMemPool_t pool;
     sd_dtype stage_dtype[SD_STAGE_COUNT];
@@ -41,12 +44,14 @@ typedef struct {
     int allow_tf32;
     size_t memory_limit; /* 0: none */
     int generic_attention; /* SDXL_CUDA_ATTENTION=generic: never the tensor-core kernel (for A/B checks) */
+    int unfused_bias;      /* SDXL_CUDA_GEMM=plain: cublasGemmEx and a bias kernel, never cuBLASLt's epilogue */
     size_t total_mem;
     void *scratch[CUDA_SCRATCH_COUNT];
     size_t scratch_cap[CUDA_SCRATCH_COUNT];
     cuda_weight_cache *weights;
     cuda_conv_plans *conv_plans; /* cuDNN descriptors and algorithm per convolution shape */
-    char description[512];
+    cuda_gemm_plans *gemm_plans; /* cuBLASLt descriptors and algorithm per bias-GEMM shape */
+    char description[1024];
 } cuda_state;
 
 static inline cuda_state *cuda_of(const sd_backend *be) { return (cuda_state *)be->impl; }
@@ -78,6 +83,7 @@ size_t cuda_weights_bytes(const cuda_weight_cache *c);
 void cuda_weights_forget(sd_backend *be, const void *data, size_t bytes);
 
 void cuda_conv_plans_free(cuda_conv_plans *p);
+void cuda_gemm_plans_free(cuda_gemm_plans *p);
 
 /* The cuBLAS / cuDNN type of an activation dtype. */
 cudaDataType_t cuda_blas_type(sd_dtype t);
