@@ -416,6 +416,7 @@ static int upload_cond(gen_job *j, unet_cond *c, const sd_conditioning *first, c
             memcpy(ctx + ctx_row * r, src->context, sizeof(float) * ctx_row);
             sd_unet_adm_vector(hp, src->pooled, values, y + (size_t)hp->adm_in_channels * r);
         }
+        sd_backend_set_stage(be, SD_STAGE_UNET);
         c->context = sd_new3(be, rows, first->n_tokens, first->width);
         c->y = sd_new2(be, rows, hp->adm_in_channels);
     }
@@ -477,6 +478,7 @@ static int unet_pass(gen_job *j, const float *x_in, int rows, const unet_cond *c
 {
     sd_engine *e = j->e;
     int c_out = e->hp.unet.out_channels;
+    sd_backend_set_stage(e->be, SD_STAGE_UNET); /* the UNet's own activation dtype for its input and output */
     sd_tensor *x = unet_input(j, x_in, rows);
     sd_tensor *out = sd_new4(e->be, rows, c_out, j->lh, j->lw);
     char msg[512] = "";
@@ -550,6 +552,7 @@ sd_status sd_engine_vae_encode(sd_engine *e, int vae, const float *chw, int widt
         return fail(SD_EINVALID, err, errlen, "vae %d is not loaded (%d VAEs of choice)", vae, e->n_vaes);
     if (width < m || height < m || width % m || height % m)
         return fail(SD_EINVALID, err, errlen, "VAE encode: %dx%d is not a multiple of %d", width, height, m);
+    sd_backend_set_stage(e->be, SD_STAGE_VAE);
     sd_tensor *image = sd_new4(e->be, 1, 3, height, width);
     sd_tensor *t_mean = sd_new4(e->be, 1, z, height / 8, width / 8);
     sd_tensor *t_logvar = sd_new4(e->be, 1, z, height / 8, width / 8);
@@ -651,6 +654,7 @@ static sd_status decode(gen_job *j, const float *latents, uint8_t *rgb)
     bool tiled = tile_above > 0 && pixels > tile_above;
     size_t image_floats = 3 * (size_t)pixels;
     float *z_host = malloc(sizeof(float) * j->n_per_image), *chw = malloc(sizeof(float) * image_floats);
+    sd_backend_set_stage(e->be, SD_STAGE_VAE); /* the VAE's own activation dtype for its input and output */
     sd_tensor *z = sd_new4(e->be, 1, e->hp.vae.z_channels, j->lh, j->lw);
     sd_tensor *image = sd_new4(e->be, 1, e->hp.vae.out_channels, p->height, p->width);
     char msg[512] = "";
