@@ -1,12 +1,12 @@
 /* Fuzz target for the SDXL handler's input path (handler_input.c), the
  * code that every job's bytes go through before the engine: arbitrary bytes
- * are parsed as JSON and validated and resolved against a two-LoRA stack
+ * are parsed as JSON (as the runtime parses job bodies) and validated and resolved against a two-LoRA stack
  * (one of them unavailable), with and without a bucket. Byte 0 picks the
  * options (bit 0: a bucket is configured; bits 1-2: size multiple 8, 32 or
  * 64); the rest is the job input. Aborts when the outcome is inconsistent: a
  * failure with code OK, an empty message or an error result whose message is
- * not valid UTF-8; a success whose fields break the schema's limits. No
- * engine runs. */
+ * not valid UTF-8; a success whose fields break the schema's limits, or
+ * whose input held a string cut at a NUL (\u0000). No engine runs. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +15,7 @@
 #include "handler.h"
 #include "image/utf8.h"
 #include "runpod/log.h"
+#include "runpod/take.h"
 
 static const sdxl_lora_slot STACK[] = {
     {.name = "Detail Tweaker XL", .path = "/m/loras/detail_tweaker_xl.safetensors", .scale = 1.5, .available = true},
@@ -44,17 +45,25 @@ static void check_success(const sdxl_job *j, const sdxl_job_limits *lim)
     if (j->has_image && (!j->image.rgb || j->image.width < 1 || j->image.height < 1)) abort();
 }
 
+static bool has_cut_string(const cJSON *v)
+{
+    for (; v; v = v->next)
+        if ((v->type & (RP_JSON_CUT_VALUE | RP_JSON_CUT_KEY)) || has_cut_string(v->child)) return true;
+    return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
     rp_log_set_level(RP_LOG_NOTSET);
     sdxl_job_limits lim = {.max_pixels = SDXL_DEFAULT_MAX_PIXELS, .bucket = data[0] & 1,
                            .size_multiple = 8 << ((data[0] >> 1) % 3), .stack = STACK, .n_stack = 2};
-    cJSON *input = cJSON_ParseWithLength((const char *)data + 1, size - 1);
+    cJSON *input = rp_json_parse_exact((const char *)data + 1, size - 1);
     sdxl_job job;
     sdxl_error err;
     if (sdxl_job_parse(input, &lim, &job, &err) == 0) {
         check_success(&job, &lim);
+        if (has_cut_string(input)) abort();
         sdxl_job_free(&job);
     } else {
         if (err.code == SDXL_OK || !err.message[0]) abort();

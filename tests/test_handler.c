@@ -27,6 +27,7 @@
 #include "image/utf8.h"
 #include "runpod/job.h"
 #include "runpod/log.h"
+#include "runpod/take.h"
 #include "sd/safetensors.h"
 #include "st_writer.h"
 #include "testutil.h"
@@ -72,7 +73,7 @@ static cJSON *run_value(cJSON *input, progress_log *log)
 
 static cJSON *run(const char *input_json, progress_log *log)
 {
-    cJSON *input = cJSON_Parse(input_json);
+    cJSON *input = rp_json_parse_exact(input_json, strlen(input_json)); /* as the runtime parses job bodies */
     assert_non_null(input);
     return run_value(input, log);
 }
@@ -211,6 +212,13 @@ static const bad_case BAD[] = {
     {"{}", "INVALID_INPUT", "prompt is a required input."},
     {"{\"prompt\":5}", "INVALID_INPUT", "prompt should be <class 'str'> type, not <class 'int'>."},
     {"{\"prompt\":\"\"}", "INVALID_INPUT", "prompt must not be empty."},
+    {"{\"prompt\":\"a\\u0000cat\"}", "INVALID_INPUT", "prompt must not contain the NUL character (\\u0000)."},
+    {"{\"prompt\":\"x\",\"negative_prompt\":\"\\u0000\"}", "INVALID_INPUT",
+     "negative_prompt must not contain the NUL character (\\u0000)."},
+    {"{\"prompt\":\"x\",\"loras\":[{\"name\":\"Gone\\u0000x\"}]}", "INVALID_INPUT",
+     "loras[0]: name must not contain the NUL character (\\u0000)."},
+    {"{\"prompt\":\"x\",\"steps\\u0000\":5}", "INVALID_INPUT",
+     "The input key that starts \"steps\" contains the NUL character (\\u0000)"},
     {"{\"prompt\":\"x\",\"negative_prompt\":[1]}", "INVALID_INPUT", "negative_prompt should be <class 'str'> type, not <class 'list'>."},
     {"{\"prompt\":\"x\",\"width\":\"1024\"}", "INVALID_INPUT", "width should be <class 'int'> type, not <class 'str'>."},
     {"{\"prompt\":\"x\",\"width\":0}", "INVALID_INPUT", "width must be a multiple of 8 between 256 and 2048 (got 0)."},
