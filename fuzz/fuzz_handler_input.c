@@ -36,6 +36,7 @@ static void check_success(const sdxl_job *j, const sdxl_job_limits *lim)
     if (j->width < SDXL_MIN_SIDE || j->width > SDXL_MAX_SIDE || j->width % lim->size_multiple) abort();
     if (j->height < SDXL_MIN_SIDE || j->height > SDXL_MAX_SIDE || j->height % lim->size_multiple) abort();
     if ((long)j->width * j->height * j->num_images > lim->max_pixels) abort();
+    if ((long)j->width * j->height * j->num_images * j->steps > SDXL_DEFAULT_MAX_PIXEL_STEPS) abort();
     if (j->steps < 1 || j->steps > SDXL_MAX_STEPS || j->num_images < 1 || j->num_images > SDXL_MAX_IMAGES) abort();
     if (!(j->cfg_scale >= 0 && j->cfg_scale <= 30)) abort();
     if (!j->prompt || !j->prompt[0] || !j->negative_prompt) abort();

@@ -233,6 +233,9 @@ static const bad_case BAD[] = {
     {"{\"prompt\":\"x\",\"steps\":100000}", "INVALID_INPUT", "steps must be between 1 and 150 (got 100000)."},
     {"{\"prompt\":\"x\",\"steps\":1e300}", "INVALID_INPUT", "steps must be an integer between"},
     {"{\"prompt\":\"x\",\"steps\":true}", "INVALID_INPUT", "steps should be <class 'int'> type, not <class 'bool'>."},
+    {"{\"prompt\":\"x\",\"width\":1024,\"height\":1024,\"num_images\":4,\"steps\":61}", "INVALID_INPUT",
+     "width x height x num_images x steps = 1024x1024x4x61 = 255852544 pixel-steps is over this worker's budget of "
+     "251658240 (SDXL_MAX_PIXEL_STEPS); ask for fewer steps, or fewer or smaller images."},
     {"{\"prompt\":\"x\",\"cfg_scale\":1e999}", "INVALID_INPUT", "cfg_scale must be a finite number (got inf)."},
     {"{\"prompt\":\"x\",\"guidance_scale\":-1e999}", "INVALID_INPUT", "guidance_scale must be a finite number (got -inf)."},
     {"{\"prompt\":\"x\",\"cfg_scale\":\"NaN\"}", "INVALID_INPUT", "cfg_scale should be <class 'float'> type, not <class 'str'>."},
@@ -305,6 +308,19 @@ static void bad_inputs_built_in_code(void **state)
     free(prompt);
     cJSON *r = run_value(in, NULL);
     assert_error(r, "INVALID_INPUT", "prompt must have at most 10000 characters (got 10485760).");
+    cJSON_Delete(r);
+
+    /* "a BREAK " x 1249: 9,992 characters, 1,249 chunks (issue 16: encode
+     * 4,000x and denoise 71x slower than "a" on the small model) */
+    char *breaks = calloc(1249, 8 + 1);
+    for (int i = 0; i < 1249; i++) strcat(breaks, "a BREAK ");
+    in = cJSON_CreateObject();
+    cJSON_AddStringToObject(in, "prompt", breaks);
+    cJSON_AddItemToObject(in, "loras", cJSON_CreateArray());
+    free(breaks);
+    r = run_value(in, NULL);
+    assert_error(r, "INVALID_INPUT", "prompt and negative_prompt take 1249 + 1 = 1250 chunks of 75 tokens (each BREAK "
+                                     "starts one), over this worker's limit of 32 chunks together (SDXL_MAX_PROMPT_CHUNKS)");
     cJSON_Delete(r);
 
     /* invalid UTF-8 in a value and in a key: the message itself stays valid UTF-8 */
@@ -700,6 +716,36 @@ static void limits_from_environment(void **state)
     sdxl_job_limits_from_env(&lim);
     assert_int_equal(lim.max_pixels, SDXL_DEFAULT_MAX_PIXELS);
     unsetenv("SDXL_MAX_PIXELS");
+
+    /* the work budget and the prompt chunks, at their edges */
+    setenv("SDXL_MAX_PIXEL_STEPS", "1310720", 1); /* 512x256 at 10 steps */
+    setenv("SDXL_MAX_PROMPT_CHUNKS", "4", 1);
+    sdxl_job_limits_from_env(&lim);
+    assert_int_equal(lim.max_pixel_steps, 1310720);
+    assert_int_equal(lim.max_prompt_chunks, 4);
+    in = cJSON_Parse("{\"prompt\":\"a BREAK b BREAK c\",\"width\":512,\"height\":256,\"steps\":10}");
+    assert_int_equal(sdxl_job_parse(in, &lim, &j, &err), 0); /* 3 + 1 chunks, 1310720 pixel-steps */
+    sdxl_job_free(&j);
+    cJSON_Delete(in);
+    in = cJSON_Parse("{\"prompt\":\"x\",\"width\":512,\"height\":256,\"steps\":11}");
+    assert_int_equal(sdxl_job_parse(in, &lim, &j, &err), -1);
+    assert_int_equal(err.code, SDXL_INVALID_INPUT);
+    assert_non_null(strstr(err.message, "= 512x256x1x11 = 1441792 pixel-steps is over this worker's budget of 1310720"));
+    cJSON_Delete(in);
+    in = cJSON_Parse("{\"prompt\":\"a BREAK b\",\"negative_prompt\":\"c BREAK d BREAK <lora:e:1> e\",\"width\":256,"
+                     "\"height\":256,\"steps\":1}");
+    assert_int_equal(sdxl_job_parse(in, &lim, &j, &err), -1); /* the negative keeps its tag text, as A1111 */
+    assert_int_equal(err.code, SDXL_INVALID_INPUT);
+    assert_non_null(strstr(err.message, "take 2 + 3 = 5 chunks of 75 tokens"));
+    assert_non_null(strstr(err.message, "limit of 4 chunks together (SDXL_MAX_PROMPT_CHUNKS)"));
+    cJSON_Delete(in);
+    setenv("SDXL_MAX_PIXEL_STEPS", "-5", 1);
+    setenv("SDXL_MAX_PROMPT_CHUNKS", "1", 1);
+    sdxl_job_limits_from_env(&lim);
+    assert_int_equal(lim.max_pixel_steps, SDXL_DEFAULT_MAX_PIXEL_STEPS);
+    assert_int_equal(lim.max_prompt_chunks, SDXL_DEFAULT_MAX_PROMPT_CHUNKS);
+    unsetenv("SDXL_MAX_PIXEL_STEPS");
+    unsetenv("SDXL_MAX_PROMPT_CHUNKS");
 }
 
 static void img2img_strength_default(void **state)
