@@ -474,13 +474,16 @@ static enum MHD_Result route_run(devapi *d, struct MHD_Connection *c, const requ
     char *input = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(b, "input"));
     const cJSON *hook = cJSON_GetObjectItemCaseSensitive(b, "webhook");
     bool full = false;
+    rp_tracker_add(d->tracker, id, NULL); /* before a poll can claim it */
     int rc = input ? rp_jobstore_put(d->jobs, id, input, cJSON_GetStringValue(hook), now_s(), &full, why, sizeof why)
                    : -1;
     free(input);
     cJSON_Delete(b);
-    if (rc) return reply_detail(c, full ? MHD_HTTP_TOO_MANY_REQUESTS : MHD_HTTP_SERVICE_UNAVAILABLE,
-                                full ? why : "Out of memory");
-    rp_tracker_add(d->tracker, id, NULL);
+    if (rc) {
+        rp_tracker_remove(d->tracker, id, NULL);
+        return reply_detail(c, full ? MHD_HTTP_TOO_MANY_REQUESTS : MHD_HTTP_SERVICE_UNAVAILABLE,
+                            full ? why : "Out of memory");
+    }
     return reply(c, MHD_HTTP_OK, job_status(id, "IN_PROGRESS"));
 }
 
