@@ -6,7 +6,8 @@
  * 64); the rest is the job input. Aborts when the outcome is inconsistent: a
  * failure with code OK, an empty message or an error result whose message is
  * not valid UTF-8; a success whose fields break the schema's limits, or
- * whose input held a string cut at a NUL (\u0000). No engine runs. */
+ * whose validated input holds a string cut at a NUL (\u0000). No engine
+ * runs. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sdxl_error err;
     if (sdxl_job_parse(input, &lim, &job, &err) == 0) {
         check_success(&job, &lim);
-        if (has_cut_string(input)) abort();
+        if (has_cut_string(job.input)) abort(); /* a cut string in an overridden duplicate key is fine */
         sdxl_job_free(&job);
     } else {
         if (err.code == SDXL_OK || !err.message[0]) abort();
