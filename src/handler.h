@@ -70,6 +70,17 @@ cJSON *sdxl_error_result(const sdxl_error *e);
 /* Default pixel budget of one job, width x height x num_images: one 2048²
  * image or four 1024² ones. SDXL_MAX_PIXELS overrides it. */
 #define SDXL_DEFAULT_MAX_PIXELS (4L * 1024 * 1024)
+/* Default work budget of one job, width x height x num_images x steps: four
+ * 1024² images (or one 2048²) at 60 steps, one 1024² image at up to the 150
+ * steps allowed. SDXL_MAX_PIXEL_STEPS overrides it. */
+#define SDXL_DEFAULT_MAX_PIXEL_STEPS (SDXL_DEFAULT_MAX_PIXELS * 60)
+/* Default cap on the 75-token chunks of prompt and negative_prompt together
+ * (each BREAK starts one; every chunk adds a text-encoder pass and 77
+ * context tokens to every cross-attention of every step). Real prompts take
+ * 1 to 4 each side; 32 leaves room for 1,200 tokens a side, and refuses the
+ * 10,000-character "a BREAK a BREAK ..." of 1,249 chunks. SDXL_MAX_PROMPT_CHUNKS
+ * overrides it. */
+#define SDXL_DEFAULT_MAX_PROMPT_CHUNKS 32
 #define SDXL_MAX_IMAGE_BYTES (32u << 20) /* decoded size of an img2img `image` */
 
 /* One LoRA of the configured stack (the models config's `loras`). */
@@ -93,6 +104,8 @@ typedef struct {
 /* What the schema checks against: set from the environment and the engine. */
 typedef struct {
     long max_pixels;    /* width x height x num_images; SDXL_MAX_PIXELS */
+    long max_pixel_steps; /* width x height x num_images x steps; SDXL_MAX_PIXEL_STEPS (0: the default) */
+    long max_prompt_chunks; /* prompt + negative_prompt chunks; SDXL_MAX_PROMPT_CHUNKS (0: the default) */
     int size_multiple;  /* 8, or the engine's when larger */
     bool bucket;        /* return_type "url" is possible */
     const sdxl_lora_slot *stack;
@@ -101,8 +114,9 @@ typedef struct {
     size_t n_vaes;
 } sdxl_job_limits;
 
-/* limits from the environment: SDXL_MAX_PIXELS (a positive integer, else
- * the default with a warning), BUCKET_* (all three set); no LoRA stack. */
+/* limits from the environment: SDXL_MAX_PIXELS, SDXL_MAX_PIXEL_STEPS and
+ * SDXL_MAX_PROMPT_CHUNKS (positive integers, else the default with a
+ * warning), BUCKET_* (all three set); no LoRA stack. */
 void sdxl_job_limits_from_env(sdxl_job_limits *lim);
 
 /* A LoRA the job uses: a slot of the stack and its scales. */
@@ -147,7 +161,8 @@ typedef struct {
 } sdxl_job;
 
 /* Validates a job input (any JSON value) and resolves it into *job: types,
- * ranges, the pixel budget, the sampler and schedule names, the LoRA request
+ * ranges, the pixel and pixel x step budgets, the prompt chunks (tokenized as
+ * the engine will), the sampler and schedule names, the LoRA request
  * against the stack (the `loras` field, then <lora:name:w> tags in the
  * prompt), the VAE it names, the img2img image. Draws a random seed for
  * -1/absent. 0, or -1 with err filled (INVALID_INPUT, or MODEL_UNAVAILABLE

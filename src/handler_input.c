@@ -1,7 +1,9 @@
 /* The job input of the SDXL handler (handler.h): the schema of issue 8's
  * table declared with the runtime's validator (runpod/validate.h), then the
  * checks that span fields or need the worker: the cfg_scale/guidance_scale
- * alias, the pixel budget, the engine's size multiple, exact per-image seeds,
+ * alias, the pixel and pixel x step budgets, the engine's size multiple, the
+ * prompt chunk cap (the prompts tokenized as the engine will), exact
+ * per-image seeds,
  * sampler and schedule names (sd_sampler_parse), the LoRA request against
  * the configured stack, the VAE named against the configured VAEs, the
  * img2img image, the inpainting mask and the hires-fix fields (with the
@@ -11,6 +13,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,7 +237,49 @@ static int check_size(sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *err)
                     "width x height x num_images = %dx%dx%d = %ld pixels is over this worker's budget of %ld "
                     "pixels (SDXL_MAX_PIXELS); ask for fewer or smaller images.",
                     j->width, j->height, j->num_images, pixels, lim->max_pixels);
+    long budget = lim->max_pixel_steps > 0 ? lim->max_pixel_steps : SDXL_DEFAULT_MAX_PIXEL_STEPS;
+    if (pixels * j->steps > budget) /* at most 2048² x 4 x 150: no overflow */
+        return fail(err, SDXL_INVALID_INPUT,
+                    "width x height x num_images x steps = %dx%dx%dx%d = %ld pixel-steps is over this worker's "
+                    "budget of %ld (SDXL_MAX_PIXEL_STEPS); ask for fewer steps, or fewer or smaller images.",
+                    j->width, j->height, j->num_images, j->steps, pixels * j->steps, budget);
     return 0;
+}
+
+/* ---- the prompts' chunks ------------------------------------------------------- */
+
+static sd_tokenizer *tokenizer;
+static pthread_once_t tokenizer_once = PTHREAD_ONCE_INIT;
+static void make_tokenizer(void) { tokenizer = sd_tokenizer_new(); } /* immutable, shared by all jobs */
+
+/* The 75-token chunks the engine will encode for a text, read as it reads
+ * them (sd/prompt.h: tags cut from the prompt only); 0 when the text cannot
+ * be read (the engine then says why). */
+static size_t chunks_of(const char *text, bool negative)
+{
+    sd_prompt_options opts = SD_PROMPT_OPTIONS_DEFAULT;
+    opts.strip_extra_networks = !negative;
+    sd_prompt p;
+    char why[256];
+    if (sd_prompt_prepare(tokenizer, text, strlen(text), &opts, &p, why, sizeof why)) return 0;
+    size_t n = p.n_chunks;
+    sd_prompt_free(&p);
+    return n;
+}
+
+/* Every chunk is a text-encoder pass and 77 more context tokens in every
+ * cross-attention of every step, so their number is capped. */
+static int check_prompt_chunks(const sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *err)
+{
+    pthread_once(&tokenizer_once, make_tokenizer);
+    if (!tokenizer) return fail(err, SDXL_OUT_OF_MEMORY, "out of memory for the tokenizer");
+    long cap = lim->max_prompt_chunks > 0 ? lim->max_prompt_chunks : SDXL_DEFAULT_MAX_PROMPT_CHUNKS;
+    size_t pos = chunks_of(j->prompt, false), neg = chunks_of(j->negative_prompt, true);
+    if ((long)(pos + neg) <= cap) return 0;
+    return fail(err, SDXL_INVALID_INPUT,
+                "prompt and negative_prompt take %zu + %zu = %zu chunks of 75 tokens (each BREAK starts one), over "
+                "this worker's limit of %ld chunks together (SDXL_MAX_PROMPT_CHUNKS); shorten them or use fewer "
+                "BREAKs.", pos, neg, pos + neg, cap);
 }
 
 static int resolve_sampler(sdxl_job *j, sdxl_error *err)
@@ -369,10 +414,18 @@ static int resolve_hires(sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *er
                     "hires fix: the second pass at %dx%d (hr_scale %g) x num_images %d = %ld pixels is over this "
                     "worker's budget of %ld pixels (SDXL_MAX_PIXELS); lower hr_scale, the size or num_images.",
                     w2, h2, j->hr_scale, j->num_images, pixels, lim->max_pixels);
-    if (sd_hires_steps_run(j->steps, j->hr_steps, j->denoising_strength) < 1)
+    int steps2 = sd_hires_steps_run(j->steps, j->hr_steps, j->denoising_strength);
+    if (steps2 < 1)
         return fail(err, SDXL_INVALID_INPUT,
                     "denoising_strength %g with %d hires steps leaves no step to run; raise denoising_strength or "
                     "hr_steps.", j->denoising_strength, j->hr_steps ? j->hr_steps : j->steps);
+    long budget = lim->max_pixel_steps > 0 ? lim->max_pixel_steps : SDXL_DEFAULT_MAX_PIXEL_STEPS;
+    long both = (long)j->width * j->height * j->num_images * j->steps + pixels * steps2;
+    if (both > budget)
+        return fail(err, SDXL_INVALID_INPUT,
+                    "hires fix: both passes take %ld pixel-steps (%dx%dx%d x %d steps, then %dx%dx%d x %d), over "
+                    "this worker's budget of %ld (SDXL_MAX_PIXEL_STEPS); ask for fewer steps or a smaller hr_scale.",
+                    both, j->width, j->height, j->num_images, j->steps, w2, h2, j->num_images, steps2, budget);
     return 0;
 }
 
@@ -599,8 +652,8 @@ int sdxl_job_parse(const cJSON *input, const sdxl_job_limits *lim, sdxl_job *job
     read_plain_fields(job);
     if (resolve_cfg(job, err) || check_size(job, lim, err) || resolve_seed(job, err) ||
         resolve_sampler(job, err) || resolve_output(job, lim, err) || resolve_loras(job, lim, err) ||
-        resolve_vae(job, lim, err) || resolve_image(job, err) || resolve_mask(job, err) ||
-        resolve_hires(job, lim, err)) {
+        check_prompt_chunks(job, lim, err) || resolve_vae(job, lim, err) || resolve_image(job, err) ||
+        resolve_mask(job, err) || resolve_hires(job, lim, err)) {
         sdxl_job_free(job);
         return -1;
     }
@@ -624,22 +677,28 @@ static bool env_set(const char *name)
     return v && *v;
 }
 
+/* A whole number of at least `least` from the environment, else fallback
+ * (with a warning when the variable is set but unusable). */
+static long env_count(const char *name, long least, long fallback)
+{
+    const char *v = getenv(name);
+    if (!v || !*v) return fallback;
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (!errno && !*end && n >= least) return n;
+    rp_warn("%s=%s is not a whole number of at least %ld; using %ld.", name, v, least, fallback);
+    return fallback;
+}
+
 void sdxl_job_limits_from_env(sdxl_job_limits *lim)
 {
     memset(lim, 0, sizeof *lim);
-    lim->max_pixels = SDXL_DEFAULT_MAX_PIXELS;
     lim->size_multiple = 8;
-    const char *v = getenv("SDXL_MAX_PIXELS");
-    if (v && *v) {
-        char *end;
-        errno = 0;
-        long n = strtol(v, &end, 10);
-        if (errno || *end || n < (long)SDXL_MIN_SIDE * SDXL_MIN_SIDE)
-            rp_warn("SDXL_MAX_PIXELS=%s is not a whole number of at least %d; using %ld.", v,
-                    SDXL_MIN_SIDE * SDXL_MIN_SIDE, lim->max_pixels);
-        else
-            lim->max_pixels = n;
-    }
+    lim->max_pixels = env_count("SDXL_MAX_PIXELS", (long)SDXL_MIN_SIDE * SDXL_MIN_SIDE, SDXL_DEFAULT_MAX_PIXELS);
+    lim->max_pixel_steps = env_count("SDXL_MAX_PIXEL_STEPS", (long)SDXL_MIN_SIDE * SDXL_MIN_SIDE,
+                                     SDXL_DEFAULT_MAX_PIXEL_STEPS);
+    lim->max_prompt_chunks = env_count("SDXL_MAX_PROMPT_CHUNKS", 2, SDXL_DEFAULT_MAX_PROMPT_CHUNKS);
     lim->bucket = env_set("BUCKET_ENDPOINT_URL") && env_set("BUCKET_ACCESS_KEY_ID") &&
                   env_set("BUCKET_SECRET_ACCESS_KEY");
 }

@@ -185,7 +185,9 @@ sdxl_worker *sdxl_worker_start(void)
     w->has_bucket = s3_bucket_from_env(&w->bucket) == 0;
     const char *dir = getenv("SDXL_OUTPUT_DIR");
     snprintf(w->output_dir, sizeof w->output_dir, "%s", dir ? dir : "");
-    rp_info("job limits: at most %ld pixels per job (SDXL_MAX_PIXELS), return_type url %s", w->limits.max_pixels,
+    rp_info("job limits: at most %ld pixels (SDXL_MAX_PIXELS), %ld pixel-steps (SDXL_MAX_PIXEL_STEPS) and %ld "
+            "prompt chunks (SDXL_MAX_PROMPT_CHUNKS) per job, return_type url %s", w->limits.max_pixels,
+            w->limits.max_pixel_steps, w->limits.max_prompt_chunks,
             w->has_bucket ? "uploads to the bucket" : "unavailable (no BUCKET_* variables)");
     sdxl_worker_load(w);
     return w;

@@ -29,6 +29,7 @@
 #include "image/utf8.h"
 #include "runpod/job.h"
 #include "runpod/log.h"
+#include "runpod/take.h"
 #include "sd/safetensors.h"
 #include "st_writer.h"
 #include "testutil.h"
@@ -75,7 +76,7 @@ static cJSON *run_value(cJSON *input, progress_log *log)
 
 static cJSON *run(const char *input_json, progress_log *log)
 {
-    cJSON *input = cJSON_Parse(input_json);
+    cJSON *input = rp_json_parse_exact(input_json, strlen(input_json)); /* as the runtime parses job bodies */
     assert_non_null(input);
     return run_value(input, log);
 }
@@ -238,6 +239,13 @@ static const bad_case BAD[] = {
     {"{}", "INVALID_INPUT", "prompt is a required input."},
     {"{\"prompt\":5}", "INVALID_INPUT", "prompt should be <class 'str'> type, not <class 'int'>."},
     {"{\"prompt\":\"\"}", "INVALID_INPUT", "prompt must not be empty."},
+    {"{\"prompt\":\"a\\u0000cat\"}", "INVALID_INPUT", "prompt must not contain the NUL character (\\u0000)."},
+    {"{\"prompt\":\"x\",\"negative_prompt\":\"\\u0000\"}", "INVALID_INPUT",
+     "negative_prompt must not contain the NUL character (\\u0000)."},
+    {"{\"prompt\":\"x\",\"loras\":[{\"name\":\"Gone\\u0000x\"}]}", "INVALID_INPUT",
+     "loras[0]: name must not contain the NUL character (\\u0000)."},
+    {"{\"prompt\":\"x\",\"steps\\u0000\":5}", "INVALID_INPUT",
+     "The input key that starts \"steps\" contains the NUL character (\\u0000)"},
     {"{\"prompt\":\"x\",\"negative_prompt\":[1]}", "INVALID_INPUT", "negative_prompt should be <class 'str'> type, not <class 'list'>."},
     {"{\"prompt\":\"x\",\"width\":\"1024\"}", "INVALID_INPUT", "width should be <class 'int'> type, not <class 'str'>."},
     {"{\"prompt\":\"x\",\"width\":0}", "INVALID_INPUT", "width must be a multiple of 8 between 256 and 2048 (got 0)."},
@@ -252,6 +260,9 @@ static const bad_case BAD[] = {
     {"{\"prompt\":\"x\",\"steps\":100000}", "INVALID_INPUT", "steps must be between 1 and 150 (got 100000)."},
     {"{\"prompt\":\"x\",\"steps\":1e300}", "INVALID_INPUT", "steps must be an integer between"},
     {"{\"prompt\":\"x\",\"steps\":true}", "INVALID_INPUT", "steps should be <class 'int'> type, not <class 'bool'>."},
+    {"{\"prompt\":\"x\",\"width\":1024,\"height\":1024,\"num_images\":4,\"steps\":61}", "INVALID_INPUT",
+     "width x height x num_images x steps = 1024x1024x4x61 = 255852544 pixel-steps is over this worker's budget of "
+     "251658240 (SDXL_MAX_PIXEL_STEPS); ask for fewer steps, or fewer or smaller images."},
     {"{\"prompt\":\"x\",\"cfg_scale\":1e999}", "INVALID_INPUT", "cfg_scale must be a finite number (got inf)."},
     {"{\"prompt\":\"x\",\"guidance_scale\":-1e999}", "INVALID_INPUT", "guidance_scale must be a finite number (got -inf)."},
     {"{\"prompt\":\"x\",\"cfg_scale\":\"NaN\"}", "INVALID_INPUT", "cfg_scale should be <class 'float'> type, not <class 'str'>."},
@@ -324,6 +335,9 @@ static const bad_case BAD[] = {
      "hires fix: the second pass at 3072x3072 (hr_scale 1.5) x num_images 1 = 9437184 pixels is over this worker's budget of 4194304 pixels"},
     {"{\"prompt\":\"x\",\"loras\":[],\"width\":1024,\"height\":1024,\"num_images\":4,\"hr_scale\":1.25}", "INVALID_INPUT",
      "hires fix: the second pass at 1280x1280 (hr_scale 1.25) x num_images 4 = 6553600 pixels is over"},
+    {"{\"prompt\":\"x\",\"loras\":[],\"width\":1024,\"height\":1024,\"num_images\":2,\"steps\":60,\"hr_scale\":1.25,"
+     "\"hr_steps\":150,\"denoising_strength\":1}", "INVALID_INPUT",
+     "hires fix: both passes take 617349120 pixel-steps (1024x1024x2 x 60 steps, then 1280x1280x2 x 150), over"},
     {"{\"prompt\":\"x\",\"loras\":[],\"steps\":2,\"hr_scale\":1.5,\"denoising_strength\":0.2}", "INVALID_INPUT",
      "denoising_strength 0.2 with 2 hires steps leaves no step to run; raise denoising_strength or hr_steps."},
     /* VAEs: unknown, not a name, a configured file that is not a VAE, a missing file */
@@ -372,6 +386,19 @@ static void bad_inputs_built_in_code(void **state)
     free(prompt);
     cJSON *r = run_value(in, NULL);
     assert_error(r, "INVALID_INPUT", "prompt must have at most 10000 characters (got 10485760).");
+    cJSON_Delete(r);
+
+    /* "a BREAK " x 1249: 9,992 characters, 1,249 chunks (issue 16: encode
+     * 4,000x and denoise 71x slower than "a" on the small model) */
+    char *breaks = calloc(1249, 8 + 1);
+    for (int i = 0; i < 1249; i++) strcat(breaks, "a BREAK ");
+    in = cJSON_CreateObject();
+    cJSON_AddStringToObject(in, "prompt", breaks);
+    cJSON_AddItemToObject(in, "loras", cJSON_CreateArray());
+    free(breaks);
+    r = run_value(in, NULL);
+    assert_error(r, "INVALID_INPUT", "prompt and negative_prompt take 1249 + 1 = 1250 chunks of 75 tokens (each BREAK "
+                                     "starts one), over this worker's limit of 32 chunks together (SDXL_MAX_PROMPT_CHUNKS)");
     cJSON_Delete(r);
 
     /* invalid UTF-8 in a value and in a key: the message itself stays valid UTF-8 */
@@ -1011,6 +1038,36 @@ static void limits_from_environment(void **state)
     sdxl_job_limits_from_env(&lim);
     assert_int_equal(lim.max_pixels, SDXL_DEFAULT_MAX_PIXELS);
     unsetenv("SDXL_MAX_PIXELS");
+
+    /* the work budget and the prompt chunks, at their edges */
+    setenv("SDXL_MAX_PIXEL_STEPS", "1310720", 1); /* 512x256 at 10 steps */
+    setenv("SDXL_MAX_PROMPT_CHUNKS", "4", 1);
+    sdxl_job_limits_from_env(&lim);
+    assert_int_equal(lim.max_pixel_steps, 1310720);
+    assert_int_equal(lim.max_prompt_chunks, 4);
+    in = cJSON_Parse("{\"prompt\":\"a BREAK b BREAK c\",\"width\":512,\"height\":256,\"steps\":10}");
+    assert_int_equal(sdxl_job_parse(in, &lim, &j, &err), 0); /* 3 + 1 chunks, 1310720 pixel-steps */
+    sdxl_job_free(&j);
+    cJSON_Delete(in);
+    in = cJSON_Parse("{\"prompt\":\"x\",\"width\":512,\"height\":256,\"steps\":11}");
+    assert_int_equal(sdxl_job_parse(in, &lim, &j, &err), -1);
+    assert_int_equal(err.code, SDXL_INVALID_INPUT);
+    assert_non_null(strstr(err.message, "= 512x256x1x11 = 1441792 pixel-steps is over this worker's budget of 1310720"));
+    cJSON_Delete(in);
+    in = cJSON_Parse("{\"prompt\":\"a BREAK b\",\"negative_prompt\":\"c BREAK d BREAK <lora:e:1> e\",\"width\":256,"
+                     "\"height\":256,\"steps\":1}");
+    assert_int_equal(sdxl_job_parse(in, &lim, &j, &err), -1); /* the negative keeps its tag text, as A1111 */
+    assert_int_equal(err.code, SDXL_INVALID_INPUT);
+    assert_non_null(strstr(err.message, "take 2 + 3 = 5 chunks of 75 tokens"));
+    assert_non_null(strstr(err.message, "limit of 4 chunks together (SDXL_MAX_PROMPT_CHUNKS)"));
+    cJSON_Delete(in);
+    setenv("SDXL_MAX_PIXEL_STEPS", "-5", 1);
+    setenv("SDXL_MAX_PROMPT_CHUNKS", "1", 1);
+    sdxl_job_limits_from_env(&lim);
+    assert_int_equal(lim.max_pixel_steps, SDXL_DEFAULT_MAX_PIXEL_STEPS);
+    assert_int_equal(lim.max_prompt_chunks, SDXL_DEFAULT_MAX_PROMPT_CHUNKS);
+    unsetenv("SDXL_MAX_PIXEL_STEPS");
+    unsetenv("SDXL_MAX_PROMPT_CHUNKS");
 }
 
 static void img2img_strength_default(void **state)

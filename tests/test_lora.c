@@ -22,8 +22,8 @@
  *   - accounting: modules, matches, tensors, unmatched keys listed;
  *   - malformed inputs (truncated, inconsistent shapes, shapes of another
  *     model, an SD 1.5 LoRA, a checkpoint as a LoRA, no tensors, a missing
- *     file, bad metadata) are clear errors that leave the active set as it
- *     was, and the next apply works;
+ *     file, bad metadata, zero-size dimensions next to huge ones) are clear
+ *     errors that leave the active set as it was, and the next apply works;
  *   - networks bound after an apply read the merged buffers (bigG's q/k/v
  *     as row blocks of the merged in_proj), and the checkpoint's mapping
  *     again after the empty set;
@@ -879,6 +879,36 @@ static void test_malformed_inputs_are_refused(void **state)
     free(dora_norm);
 }
 
+/* Files whose shape arithmetic overflowed or divided by a zero rank (the
+ * fuzz corpus' regress_* seeds, made by hand: zero-size dimensions let the
+ * others be huge in a file of a few hundred bytes). Each is a clear
+ * malformed-file error, with no arithmetic done on the huge dimensions
+ * (the sanitizer build aborts on signed overflow), and no merge reached
+ * (a rank-0 factor used to divide by zero there). */
+static void test_zero_size_dimensions_are_refused(void **state)
+{
+    (void)state;
+    static const char *const seeds[] = {
+        "regress_loha_tucker_kernel_overflow", "regress_loha_flat_cols_overflow",
+        "regress_diff_flat_cols_overflow", "regress_loha_rank0_factor", "regress_lokr_rank0_factor",
+    };
+    sd_lora_stack *s = new_stack(g.ckpt16);
+    sd_lora_spec good = spec(LORAS "peft.safetensors", 1.0f);
+    apply_ok(s, &good, 1, NULL);
+    snapshot active;
+    cJSON *names = cJSON_CreateArray();
+    cJSON_AddItemToArray(names, cJSON_CreateString(UNET "input_blocks.5.1.transformer_blocks.0.attn1.to_k.weight"));
+    take_snapshot(s, names, &active);
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "fuzz/corpus/lora/%s.safetensors", seeds[i]);
+        expect_refused(s, path, SD_LORA_EFILE, "zero-size dimension", &active);
+    }
+    free_snapshot(&active);
+    cJSON_Delete(names);
+    sd_lora_stack_free(s);
+}
+
 /* ---- binding ----------------------------------------------------------------------------------- */
 
 static void test_networks_bind_the_merged_weights(void **state)
@@ -948,6 +978,7 @@ int main(void)
         cmocka_unit_test(test_peft_metadata_and_scale_tensor),
         cmocka_unit_test(test_partial_match_is_listed),
         cmocka_unit_test(test_malformed_inputs_are_refused),
+        cmocka_unit_test(test_zero_size_dimensions_are_refused),
         cmocka_unit_test(test_networks_bind_the_merged_weights),
         cmocka_unit_test(test_find_by_name_or_stem),
     };

@@ -350,7 +350,8 @@ static int export_fragments(const attention *a, sd_prompt_fragment **frags, size
     *n_frags = a->n;
     for (size_t k = 0; k < a->n; k++) {
         (*frags)[k].weight = a->weight[k];
-        (*frags)[k].text = uni_to_utf8(a->pool.cp + a->off[k], a->len[k], &(*frags)[k].len);
+        const uint32_t *text = a->len[k] ? a->pool.cp + a->off[k] : NULL; /* the pool is NULL while empty */
+        (*frags)[k].text = uni_to_utf8(text, a->len[k], &(*frags)[k].len);
         if (!(*frags)[k].text) return oom(err, errlen);
     }
     return 0;
