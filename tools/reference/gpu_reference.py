@@ -39,7 +39,9 @@ seeded seed+i are A1111's per-image seeds, rng "cpu"):
     lengths, so the negative is padded with the empty prompt's chunk, A1111's
     pad_cond_uncond (our engine runs the two halves as separate UNet calls);
   - "tiled VAE decode": diffusers' own tiling (vae.enable_tiling) with 8-latent
-    tiles (tile_latent_min_size 8, overlap factor 0.25), not our tile layout.
+    tiles (tile_latent_min_size 8, overlap factor 0.25), not our tile layout;
+  - inpainting and hires fix as make_inpaint_goldens.py and
+    make_hires_goldens.py compose them from diffusers' pipelines.
 
 Run: python tools/reference/gpu_reference.py [--device cuda|cpu] full CKPT
      python tools/reference/gpu_reference.py [--device cuda|cpu] gap
@@ -289,8 +291,21 @@ GAP_JOBS = [
     ("long prompt (2 chunks) vs short negative", dict(prompt=CASTLE)),
     ("batch 4, DDIM", dict(batch=4, sampler="DDIM", width=32, height=32)),
     ("tiled VAE decode", dict(width=128, height=128, tile_latent=8)),
-    ("img2img strength 0.6", dict(strength=0.6)),
+    ("img2img strength 0.6", dict(kind="img2img", strength=0.6)),
+    # compare_inpaint_and_hires: sd_inpaint_params_default's strength 0.75 and
+    # blur 4, "only masked" with padding 8; sd_hires_params_default's
+    # strength 0.7 and the Latent (bilinear) upscaler
+    ("inpainting, only masked", dict(kind="inpaint", strength=0.75, blur=4, padding=8)),
+    ("hires fix 1.5x, Latent", dict(kind="hires", width=64, height=64, scale=1.5, hr_steps=3, strength=0.7)),
 ]
+
+
+def inpaint_mask(width, height):
+    """compare_inpaint_and_hires' mask on the init image: white rows
+    [H/4, H/2), columns [W/4, W/4 + W/3) (C integer division)."""
+    m = np.zeros((height, width), np.uint8)
+    m[height // 4:height // 2, width // 4:width // 4 + width // 3] = 255
+    return Image.fromarray(m, "L")
 
 
 class OnDevice:
@@ -327,18 +342,45 @@ def conditioning(pipe, job):
 
 
 def gap_job(pipe, job, init):
-    from diffusers import StableDiffusionXLImg2ImgPipeline
+    """The job's images as uint8 (N, H, W, 3) and whether the pipeline's
+    float images held a NaN (None where it returns PIL images)."""
+    import diffusers
+    import torch.nn.functional as F
     from make_img2img_goldens import cover
+    from make_inpaint_goldens import a1111_blur
 
+    kind = job.get("kind", "txt2img")
     pipe.scheduler = scheduler_for(job["sampler"])
+
+    def generators():
+        return [torch.Generator().manual_seed(job["seed"] + i) for i in range(job["batch"])]
+
+    def derived(cls):
+        p = cls.from_pipe(pipe)
+        p.set_progress_bar_config(disable=True)
+        p.watermark = None
+        p.scheduler = scheduler_for(job["sampler"])
+        return p
+
     kwargs = dict(conditioning(pipe, job), num_inference_steps=job["steps"], guidance_scale=job["cfg"],
-                  guidance_rescale=job["rescale"], num_images_per_prompt=job["batch"], output_type="np",
-                  generator=[torch.Generator().manual_seed(job["seed"] + i) for i in range(job["batch"])])
-    if "strength" in job:
-        i2i = StableDiffusionXLImg2ImgPipeline.from_pipe(pipe)
-        i2i.set_progress_bar_config(disable=True)
-        images = i2i(image=cover(pipe.image_processor, init, job["width"], job["height"]),
-                     strength=job["strength"], **kwargs).images
+                  guidance_rescale=job["rescale"], num_images_per_prompt=job["batch"], generator=generators())
+    if kind == "img2img":
+        images = derived(diffusers.StableDiffusionXLImg2ImgPipeline)(
+            image=cover(pipe.image_processor, init, job["width"], job["height"]), strength=job["strength"],
+            output_type="np", **kwargs).images
+    elif kind == "inpaint":  # A1111's blurred mask; the pipeline's crop and overlay are A1111's "only masked"
+        mask = a1111_blur(inpaint_mask(*init.size), job["blur"])
+        pil = derived(diffusers.StableDiffusionXLInpaintPipeline)(
+            image=init, mask_image=mask, width=job["width"], height=job["height"], strength=job["strength"],
+            padding_mask_crop=job["padding"], output_type="pil", **kwargs).images
+        return np.stack([np.asarray(im.convert("RGB")) for im in pil]), None
+    elif kind == "hires":  # make_hires_goldens.hires with our conditioning
+        first = pipe(width=job["width"], height=job["height"], output_type="latent", **kwargs).images
+        w2, h2 = int(job["width"] * job["scale"]), int(job["height"] * job["scale"])
+        latents = F.interpolate(first, size=(h2 // 8, w2 // 8), mode="bilinear", antialias=False)
+        kwargs.update(num_inference_steps=job["hr_steps"], generator=generators())
+        images = derived(diffusers.StableDiffusionXLImg2ImgPipeline)(
+            image=latents, strength=job["strength"], output_type="np", **kwargs).images
     else:
         tiled = "tile_latent" in job
         if tiled:
@@ -346,11 +388,11 @@ def gap_job(pipe, job, init):
             pipe.vae.tile_latent_min_size = job["tile_latent"]
             pipe.vae.tile_sample_min_size = 8 * job["tile_latent"]
         try:
-            images = pipe(width=job["width"], height=job["height"], **kwargs).images
+            images = pipe(width=job["width"], height=job["height"], output_type="np", **kwargs).images
         finally:
             if tiled:
                 pipe.vae.disable_tiling()
-    return images
+    return to_uint8(images), bool(np.isnan(images).any())
 
 
 def cmd_gap(args, device):
@@ -374,10 +416,8 @@ def cmd_gap(args, device):
                 if "pipe" not in state:
                     raise RuntimeError("the pipeline did not load")
                 t0 = time.perf_counter()
-                images = gap_job(state["pipe"], job, init)
-                out = {"seconds": round(time.perf_counter() - t0, 3), "nan": bool(np.isnan(images).any()),
-                       "shape": list(images.shape)}
-                pixels = to_uint8(images)
+                pixels, nan = gap_job(state["pipe"], job, init)
+                out = {"seconds": round(time.perf_counter() - t0, 3), "nan": nan, "shape": list(pixels.shape)}
                 if p == "fp32":
                     reference[name] = pixels
                 elif name in reference:
