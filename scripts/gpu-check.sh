@@ -159,8 +159,9 @@ build_from_source() {
         bench_unet_step bench_vae_decode
 }
 
-if [ -x .gpu/bin/sdxl-worker ]; then
+if [ -f .gpu/bin/sdxl-worker ]; then
     BIN=$ROOT/.gpu/bin
+    chmod +x "$BIN"/*   # in case the copy to this machine dropped the modes
     part unpack 60 unpack_libraries
     OURS_LD=$WORK/lib${CUDA_LD:+:$CUDA_LD}
     # the sources the binaries were built from, as gpu-pack.sh recorded them

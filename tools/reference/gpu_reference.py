@@ -356,7 +356,8 @@ def gap_job(pipe, job, init):
         return [torch.Generator().manual_seed(job["seed"] + i) for i in range(job["batch"])]
 
     def derived(cls):
-        p = cls.from_pipe(pipe)
+        # from_pipe casts the shared modules to its torch_dtype, float32 unless told
+        p = cls.from_pipe(pipe, torch_dtype=pipe.unet.dtype)
         p.set_progress_bar_config(disable=True)
         p.watermark = None
         p.scheduler = scheduler_for(job["sampler"])
@@ -417,6 +418,8 @@ def cmd_gap(args, device):
                     raise RuntimeError("the pipeline did not load")
                 t0 = time.perf_counter()
                 pixels, nan = gap_job(state["pipe"], job, init)
+                if state["pipe"].unet.dtype != DTYPES[p]:
+                    raise RuntimeError(f"the job left the UNet in {state['pipe'].unet.dtype}")
                 out = {"seconds": round(time.perf_counter() - t0, 3), "nan": nan, "shape": list(pixels.shape)}
                 if p == "fp32":
                     reference[name] = pixels
