@@ -253,7 +253,7 @@ def pipeline_job(pipe, job, size, steps, device, image_path):
 
 
 def cmd_full(args, device):
-    emit(dict(part="full.machine", **machine(device)))
+    run_part("full.machine", lambda: machine(device))
     tmp = tempfile.mkdtemp(prefix="sdxl-gpu-ref-")
     state = {}
     try:
@@ -397,7 +397,7 @@ def gap_job(pipe, job, init):
 
 
 def cmd_gap(args, device):
-    emit(dict(part="gap.machine", **machine(device)))
+    run_part("gap.machine", lambda: machine(device))
     init = Image.open(SMALL_INIT_PNG).convert("RGB")
     jobs = [(name, dict(BASE, **over)) for name, over in GAP_JOBS]
     reference = {}
