@@ -249,7 +249,8 @@ def write_md(r, path):
           "fp16/bf16 images is diffusers' gap (right); the test's bound (last column) should be set from it.",
           gap_section(r)]
     cmp = (r["compare"].get("compare") or [{}])[0]
-    md.append("Full-size job image, the worker (rng cpu) against diffusers (same seed, fp16, random weights): "
+    md.append("The job's image (test_input.json with rng cpu on the full-size random checkpoint; under --emulate "
+              "the small model at 256²), the worker against diffusers fp16, same seed and sampler: "
               + (f"max {cmp['max']}/255, mean {cmp['mean']:.3f}/255, {cmp['differ']} of {cmp['bytes']} bytes differ"
                  if "max" in cmp else cmp.get("error", "not compared")))
     md += ["## GPU tests", tests_section(r)]
