@@ -243,6 +243,9 @@ if mode == "emulate":
 json.dump(job, open(f"{work}/job1.json", "w"))
 job["input"]["rng"] = "cpu"
 json.dump(job, open(f"{work}/job2.json", "w"))
+# run 3: four images at once, few steps: the device peak a 24 GB card must hold
+job["input"].update(num_images=4, steps=4 if mode == "gpu" else 1)
+json.dump(job, open(f"{work}/job3.json", "w"))
 EOF
 
 worker() {
@@ -281,6 +284,19 @@ if [ "$(status_of checkpoint)" = ok ]; then
     else
         skip compare "no worker or diffusers image"
     fi
+    # optional, with time to spare: four images at 1024² (issue 14's 24 GB
+    # question), the UNet step on the plain paths (issue 15's A/B), bf16
+    if (($(elapsed) < BUDGET - RESERVE - 90)); then
+        part worker_batch4 "$(lim 90 300)" worker 3
+    else
+        skip worker_batch4 "less than 90 s left"
+    fi
+    if (($(elapsed) < BUDGET - RESERVE - 60)); then
+        part bench_unet_plain 90 ours SDXL_DEVICE=cuda SDXL_CUDA_PRECISION=fp16 SDXL_CUDA_ATTENTION=generic \
+            SDXL_CUDA_GEMM=plain "$BIN/bench_unet_step" "$CKPT" $LATENT $LATENT 2 $RUNS
+    else
+        skip bench_unet_plain "less than 60 s left"
+    fi
     if (($(elapsed) < BUDGET - RESERVE - 60)); then
         part bench_unet_bf16 90 ours SDXL_DEVICE=cuda SDXL_CUDA_PRECISION=bf16 "$BIN/bench_unet_step" "$CKPT" \
             $LATENT $LATENT 2 $RUNS
@@ -288,7 +304,8 @@ if [ "$(status_of checkpoint)" = ok ]; then
         skip bench_unet_bf16 "less than 60 s left"
     fi
 else
-    for p in worker_cold worker_warm diffusers_full compare bench_unet_fp16 bench_vae_fp16 bench_unet_bf16; do
+    for p in worker_cold worker_warm diffusers_full compare bench_unet_fp16 bench_vae_fp16 worker_batch4 \
+        bench_unet_plain bench_unet_bf16; do
         skip $p "no checkpoint"
     done
 fi
