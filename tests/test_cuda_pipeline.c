@@ -363,17 +363,7 @@ static void test_stop_within_a_step(void **state)
     sd_engine_free(e);
 }
 
-static int setup(void **state)
-{
-    char err[512];
-    size_t len;
-    char *png = tu_read_file(SMALL "img2img_init.png", &len);
-    img_limits lim;
-    img_limits_default(&lim);
-    int rc = !png || img_decode((const uint8_t *)png, len, &lim, &init_image, err, sizeof err);
-    free(png);
-    return rc ? -1 : 0;
-}
+static int setup(void **state) { return small_model_read_image(SMALL "img2img_init.png", &init_image); }
 
 static int teardown(void **state)
 {

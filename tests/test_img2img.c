@@ -36,20 +36,7 @@
 static small_model g;
 static img_rgb init_image;
 
-static int load_init_image(void)
-{
-    char err[512];
-    size_t len;
-    char *png = tu_read_file(SMALL "img2img_init.png", &len);
-    img_limits lim;
-    img_limits_default(&lim);
-    int rc = !png || img_decode((const uint8_t *)png, len, &lim, &init_image, err, sizeof err);
-    if (rc) fprintf(stderr, "init image: %s\n", png ? err : "cannot read");
-    free(png);
-    return rc ? -1 : 0;
-}
-
-static int setup(void **state) { return small_model_open(&g, "goldens_img2img") || load_init_image() ? -1 : 0; }
+static int setup(void **state) { return small_model_open(&g, "goldens_img2img") || small_model_read_image(SMALL "img2img_init.png", &init_image) ? -1 : 0; }
 
 static int teardown(void **state)
 {

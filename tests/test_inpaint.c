@@ -39,25 +39,12 @@ static img_rgb init_image;
 static uint8_t *mask;
 static char *tmp;
 
-static int read_png(const char *path, img_rgb *out)
-{
-    char err[512];
-    size_t len;
-    char *png = tu_read_file(path, &len);
-    img_limits lim;
-    img_limits_default(&lim);
-    int rc = !png || img_decode((const uint8_t *)png, len, &lim, out, err, sizeof err);
-    if (rc) fprintf(stderr, "%s: %s\n", path, png ? err : "cannot read");
-    free(png);
-    return rc ? -1 : 0;
-}
-
 static int setup(void **state)
 {
     img_rgb m = {0};
     char err[512], path[1024];
-    if (small_model_open(&g, "goldens_inpaint") || read_png(SMALL "img2img_init.png", &init_image) ||
-        read_png(SMALL "inpaint_mask.png", &m))
+    if (small_model_open(&g, "goldens_inpaint") || small_model_read_image(SMALL "img2img_init.png", &init_image) ||
+        small_model_read_image(SMALL "inpaint_mask.png", &m))
         return -1;
     mask = malloc((size_t)m.width * m.height);
     img_mask_from_rgb(m.rgb, m.width, m.height, mask);

@@ -477,14 +477,18 @@ static int binary(sd_backend *be, const char *op, sd_tensor *y, const sd_tensor 
         return sd_backend_fail(be, "%s: %s does not broadcast to %s", op, tshape(b).s, tshape(a).s);
     if (y->data == b->data && !same_shape(a, b))
         return sd_backend_fail(be, "%s: output aliases the broadcast operand", op);
-    int64_t bs[SD_MAX_DIMS];
-    int lead = a->ndim - b->ndim;
-    for (int i = 0; i < a->ndim; i++) {
-        bs[i] = i < lead ? 1 : b->shape[i - lead];
-        if (bs[i] != 1 && bs[i] != a->shape[i])
+    /* a's shape and b's strides padded to 4 dims (stride 0 along broadcast dims) */
+    int64_t dim[4], stride[4], pad = 4 - a->ndim, acc = 1;
+    for (int i = 3; i >= 0; i--) {
+        dim[i] = i < pad ? 1 : a->shape[i - pad];
+        int bi = i - (4 - b->ndim);
+        int64_t bd = bi < 0 ? 1 : b->shape[bi];
+        if (bd != 1 && bd != dim[i])
             return sd_backend_fail(be, "%s: %s does not broadcast to %s", op, tshape(b).s, tshape(a).s);
+        stride[i] = bd == 1 ? 0 : acc;
+        acc *= bd;
     }
-    OP_TIMED(be, OP_ADD_MUL, be->ops->binary(be, y, a, b, bs, multiply));
+    OP_TIMED(be, OP_ADD_MUL, be->ops->binary(be, y, a, b, dim, stride, multiply));
 }
 
 int sd_add(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b) { return binary(be, "sd_add", y, a, b, 0); }

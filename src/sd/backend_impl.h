@@ -48,10 +48,11 @@ typedef struct sd_backend_ops {
                      const sd_tensor *v, int heads, int causal);
     int (*act)(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_act act);
     int (*geglu)(sd_backend *be, sd_tensor *y, const sd_tensor *x);
-    /* y = a (+ or *) b, b broadcast to a's shape; b_shape is b's shape
-     * right-aligned to a's ndim (leading 1s added). */
-    int (*binary)(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b,
-                  const int64_t *b_shape, int multiply);
+    /* y = a (+ or *) b, b broadcast to a's shape: a viewed as dim[0..3]
+     * (padded with leading 1s), b's element at (i0..i3) is
+     * b[sum i_d * b_stride[d]] (stride 0 along broadcast dims). */
+    int (*binary)(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b, const int64_t dim[4],
+                  const int64_t b_stride[4], int multiply);
     int (*scale)(sd_backend *be, sd_tensor *y, const sd_tensor *x, float alpha);
     int (*copy)(sd_backend *be, sd_tensor *y, const sd_tensor *x);
     int (*fill)(sd_backend *be, sd_tensor *y, float value);

@@ -137,3 +137,16 @@ void small_expect_invalid(sd_status st, const char *err, const sd_image_out *out
     if (!strstr(err, needle)) fail_msg("error \"%s\" lacks \"%s\"", err, needle);
     assert_null(out->rgb);
 }
+
+int small_model_read_image(const char *path, img_rgb *out)
+{
+    char err[512];
+    size_t len;
+    char *data = tu_read_file(path, &len);
+    img_limits lim;
+    img_limits_default(&lim);
+    int rc = !data || img_decode((const uint8_t *)data, len, &lim, out, err, sizeof err);
+    if (rc) fprintf(stderr, "%s: %s\n", path, data ? err : "cannot read");
+    free(data);
+    return rc ? -1 : 0;
+}

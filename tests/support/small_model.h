@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 
+#include "image/decode.h"
 #include "json_assert.h"
 #include "sd/engine.h"
 
@@ -57,6 +58,10 @@ int small_progress_step(void *ctx, int step, int total);
  * replaced by goldens_inpaint's "unet9.conv_in.weight"
  * (tools/reference/make_inpaint_goldens.py). 0, or -1 after printing why. */
 int small_inpaint_model_write(const char *path);
+
+/* An image file (PNG, JPEG, WebP) decoded into out; 0, else prints why and
+ * returns -1. */
+int small_model_read_image(const char *path, img_rgb *out);
 
 /* Largest per-byte |a - b|; counts the differing bytes into *n_diff unless NULL. */
 int u8_max_abs_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t *n_diff);

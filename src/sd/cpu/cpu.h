@@ -128,8 +128,8 @@ int cpu_attention(sd_backend *be, sd_tensor *out, const sd_tensor *q, const sd_t
                   int heads, int causal);
 int cpu_act(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_act act);
 int cpu_geglu(sd_backend *be, sd_tensor *y, const sd_tensor *x);
-int cpu_binary(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b, const int64_t *b_shape,
-               int multiply);
+int cpu_binary(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b, const int64_t dim[4],
+               const int64_t b_stride[4], int multiply);
 int cpu_scale(sd_backend *be, sd_tensor *y, const sd_tensor *x, float alpha);
 int cpu_copy(sd_backend *be, sd_tensor *y, const sd_tensor *x);
 int cpu_fill(sd_backend *be, sd_tensor *y, float value);

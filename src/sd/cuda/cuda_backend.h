@@ -103,8 +103,8 @@ int cuda_attention(sd_backend *be, sd_tensor *out, const sd_tensor *q, const sd_
                    int heads, int causal);
 int cuda_act(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_act act);
 int cuda_geglu(sd_backend *be, sd_tensor *y, const sd_tensor *x);
-int cuda_binary(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b, const int64_t *b_shape,
-                int multiply);
+int cuda_binary(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b, const int64_t dim[4],
+                const int64_t b_stride[4], int multiply);
 int cuda_scale(sd_backend *be, sd_tensor *y, const sd_tensor *x, float alpha);
 int cuda_copy(sd_backend *be, sd_tensor *y, const sd_tensor *x);
 int cuda_fill(sd_backend *be, sd_tensor *y, float value);

@@ -76,20 +76,12 @@ int cuda_geglu(sd_backend *be, sd_tensor *y, const sd_tensor *x)
     return cuda_ok(be, sd_cuda_geglu(y->dtype, y->data, xd, sd_numel(y) / f, f, stream_of(be)), "sd_geglu");
 }
 
-/* a's shape and b's strides padded to 4 dims (stride 0 along broadcast dims). */
-int cuda_binary(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b, const int64_t *b_shape,
-                int multiply)
+int cuda_binary(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b, const int64_t dim[4],
+                const int64_t b_stride[4], int multiply)
 {
-    int64_t dim[4], stride[4], pad = 4 - a->ndim, acc = 1;
-    for (int i = 3; i >= 0; i--) {
-        dim[i] = i < pad ? 1 : a->shape[i - pad];
-        int64_t bd = i < pad ? 1 : b_shape[i - pad];
-        stride[i] = bd == 1 ? 0 : acc;
-        acc *= bd;
-    }
     const void *ad = cuda_operand(be, a, y->dtype, CUDA_SCRATCH_IN0), *bd = cuda_operand(be, b, y->dtype, CUDA_SCRATCH_IN1);
     if (!ad || !bd) return -1;
-    return cuda_ok(be, sd_cuda_binary(y->dtype, y->data, ad, bd, dim, stride, multiply, stream_of(be)),
+    return cuda_ok(be, sd_cuda_binary(y->dtype, y->data, ad, bd, dim, b_stride, multiply, stream_of(be)),
                    multiply ? "sd_mul" : "sd_add");
 }
 
