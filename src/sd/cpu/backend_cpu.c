@@ -10,6 +10,7 @@
  * outside. The pthreads build would oversubscribe; describe() names the
  * build that was loaded. */
 #include "sd/cpu/cpu.h"
+#include "sd/cpu/cpuid.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -115,13 +116,30 @@ static int cpu_download(sd_backend *be, float *dst, const sd_tensor *src)
     return 0;
 }
 
+/* How the OpenBLAS kernel set was chosen, for the start-up line. */
+static void describe_core(char *out, size_t len)
+{
+    const char *first, *core = openblas_get_corename();
+    switch (cpu_blas_core_origin(&first)) {
+    case CPU_BLAS_CORE_CHOSEN: snprintf(out, len, "core %s, chosen for this CPU (OpenBLAS picked %s)", core, first); break;
+    case CPU_BLAS_CORE_ENV: snprintf(out, len, "core %s from OPENBLAS_CORETYPE", core); break;
+    case CPU_BLAS_CORE_FIXED: snprintf(out, len, "core %s, fixed at build time", core); break;
+    default: snprintf(out, len, "core %s", core); break;
+    }
+}
+
 static const char *cpu_describe(sd_backend *be)
 {
     cpu_state *st = cpu_of(be);
     static const char *const kinds[] = {"sequential", "pthreads: oversubscribes, link the openmp build", "openmp"};
+    const cpu_info *cpu = cpu_info_get();
+    char features[256], core[128];
+    cpu_features_string(cpu->features, features, sizeof features);
+    describe_core(core, sizeof core);
     int par = openblas_get_parallel();
-    snprintf(st->description, sizeof st->description, "%s (%s, core %s), %d threads", openblas_get_config(),
-             par >= 0 && par <= 2 ? kinds[par] : "unknown threading", openblas_get_corename(), st->threads);
+    snprintf(st->description, sizeof st->description, "%s (%s family %d model %d: %s); %s (%s, %s), %d threads",
+             cpu->brand, cpu->vendor, cpu->family, cpu->model, features, openblas_get_config(),
+             par >= 0 && par <= 2 ? kinds[par] : "unknown threading", core, st->threads);
     return st->description;
 }
 

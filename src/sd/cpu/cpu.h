@@ -28,7 +28,7 @@ typedef struct {
     int attn_q_block, attn_k_block;
     float *scratch[CPU_SCRATCH_COUNT];
     size_t scratch_floats[CPU_SCRATCH_COUNT];
-    char description[256];
+    char description[640];
 } cpu_state;
 
 static inline cpu_state *cpu_of(sd_backend *be) { return (cpu_state *)be->impl; }
