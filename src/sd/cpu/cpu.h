@@ -99,12 +99,19 @@ static inline float cpu_silu(float x) { return cpu_sigmoid_mul(x, 1.0f); }
 static inline float cpu_gelu(float x) { return x * 0.5f * (1.0f + cpu_erf(x * (float)M_SQRT1_2)); }
 static inline float cpu_quick_gelu(float x) { return cpu_sigmoid_mul(x, 1.702f); }
 
-/* Hot elementwise loops are compiled twice, for AVX2 and for the x86-64
+/* Hot loops are compiled three times, for AVX-512 (F), AVX2 and the x86-64
  * baseline, and the loader picks one per CPU (GCC function multiversioning).
  * The arithmetic is the same (no FMA contraction: ISO C mode keeps
- * -ffp-contract=off); only reduction order may differ in the last bit. */
+ * -ffp-contract=off); only reduction order may differ in the last bit.
+ * A build with -DSDXL_CPU_AVX512=OFF (CMake) has no AVX-512 clones and
+ * masks AVX-512 out of cpuid.c's detection: the CPU backend then runs here
+ * exactly as on an AVX2-only CPU, OpenBLAS kernels included (make test-avx2). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#ifdef SDXL_CPU_NO_AVX512
 #define CPU_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CPU_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 #else
 #define CPU_VECTOR_CLONES
 #endif

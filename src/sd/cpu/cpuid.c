@@ -64,6 +64,9 @@ static void detect(cpu_info *c)
                  bit(d7, 23, CPU_AVX512FP16);
         if (tile) f |= bit(d7, 24, CPU_AMX_TILE) | bit(d7, 22, CPU_AMX_BF16);
     }
+#ifdef SDXL_CPU_NO_AVX512   /* an AVX2-only build (cpu.h, CPU_VECTOR_CLONES) */
+    f &= CPU_AVX2 | CPU_FMA | CPU_F16C;
+#endif
     c->features = f;
     unsigned ext;
     __cpuid(0x80000000, ext, b, cx, d);
