@@ -10,6 +10,7 @@ pkgs=(
   build-essential cmake pkg-config clang
   libcurl4-openssl-dev libmicrohttpd-dev libcjson-dev libcmocka-dev
   libopenblas-openmp-dev libssl-dev libpng-dev "$jpeg" libwebp-dev
+  libdnnl2   # oneDNN, opened at run time for SDXL_CPU_PRECISION=bf16 only (src/sd/cpu/bf16.c)
   libomp-dev
   python3-venv
 )

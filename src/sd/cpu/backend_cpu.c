@@ -1,5 +1,6 @@
 /* The CPU backend: fp32 activations in host memory, OpenBLAS sgemm for every
- * GEMM, OpenMP for everything else. This file owns the backend state, its
+ * GEMM (the linear layers in bf16 through oneDNN when asked, bf16.c), OpenMP
+ * for everything else. This file owns the backend state, its
  * memory (64-byte aligned tensors, growable scratch), weight widening, and
  * the dispatch table; the ops live in gemm.c, conv.c, norm.c, attention.c,
  * elementwise.c and layout.c.
@@ -137,18 +138,27 @@ static const char *cpu_describe(sd_backend *be)
     cpu_features_string(cpu->features, features, sizeof features);
     describe_core(core, sizeof core);
     int par = openblas_get_parallel();
-    snprintf(st->description, sizeof st->description, "%s (%s family %d model %d: %s); %s (%s, %s), %d threads",
+    snprintf(st->description, sizeof st->description, "%s (%s family %d model %d: %s); %s (%s, %s), %d threads%s",
              cpu->brand, cpu->vendor, cpu->family, cpu->model, features, openblas_get_config(),
-             par >= 0 && par <= 2 ? kinds[par] : "unknown threading", core, st->threads);
+             par >= 0 && par <= 2 ? kinds[par] : "unknown threading", core, st->threads,
+             st->bf16 ? "; linear layers in bf16 (oneDNN, SDXL_CPU_PRECISION=bf16)" : "");
     return st->description;
 }
 
 static void cpu_destroy(sd_backend *be)
 {
     cpu_trim(be);
+    cpu_bf16_free(cpu_of(be)->bf16);
     free(be->impl);
     free(be);
 }
+
+static void cpu_forget_weights(sd_backend *be, const void *data, size_t bytes)
+{
+    cpu_bf16_forget(cpu_of(be)->bf16, data, bytes);
+}
+
+static size_t cpu_weight_bytes(const sd_backend *be) { return cpu_bf16_bytes(((const cpu_state *)be->impl)->bf16); }
 
 static const sd_backend_ops cpu_ops = {
     .name = "cpu",
@@ -156,6 +166,8 @@ static const sd_backend_ops cpu_ops = {
     .describe = cpu_describe,
     .scratch_bytes = cpu_scratch_bytes,
     .trim = cpu_trim,
+    .forget_weights = cpu_forget_weights,
+    .weight_bytes = cpu_weight_bytes,
     .alloc = cpu_alloc,
     .release = cpu_release,
     .upload = cpu_upload,
@@ -179,12 +191,18 @@ static const sd_backend_ops cpu_ops = {
     .embedding = cpu_embedding,
 };
 
-sd_backend *sd_backend_cpu_new(const sd_cpu_options *opts)
+sd_backend *sd_backend_cpu_open(const sd_cpu_options *opts, char *err, size_t errlen)
 {
     sd_cpu_options o = opts ? *opts : (sd_cpu_options){0};
     sd_backend *be = calloc(1, sizeof *be);
     cpu_state *st = calloc(1, sizeof *st);
     if (!be || !st) {
+        free(be);
+        free(st);
+        snprintf(err, errlen, "out of memory creating the CPU backend");
+        return NULL;
+    }
+    if (o.bf16 && !(st->bf16 = cpu_bf16_open(cpu_info_get(), err, errlen))) {
         free(be);
         free(st);
         return NULL;
@@ -201,4 +219,10 @@ sd_backend *sd_backend_cpu_new(const sd_cpu_options *opts)
     be->ops = &cpu_ops;
     be->impl = st;
     return be;
+}
+
+sd_backend *sd_backend_cpu_new(const sd_cpu_options *opts)
+{
+    char err[512];
+    return sd_backend_cpu_open(opts, err, sizeof err);
 }

@@ -21,11 +21,14 @@ typedef enum {
     CPU_SCRATCH_COUNT
 } cpu_scratch_slot;
 
+typedef struct cpu_bf16 cpu_bf16;   /* bf16.c */
+
 typedef struct {
     int threads;
     size_t conv_tile_bytes;
     int direct_conv;
     int attn_q_block, attn_k_block;
+    cpu_bf16 *bf16;        /* non-NULL: linear layers in bf16 (SDXL_CPU_PRECISION=bf16) */
     float *scratch[CPU_SCRATCH_COUNT];
     size_t scratch_floats[CPU_SCRATCH_COUNT];
     char description[640];
@@ -115,6 +118,20 @@ static inline float cpu_quick_gelu(float x) { return cpu_sigmoid_mul(x, 1.702f);
 #else
 #define CPU_VECTOR_CLONES
 #endif
+
+/* The bf16 GEMM path (bf16.c). */
+struct cpu_info;
+/* NULL when this CPU can run it, else the reason it cannot. */
+const char *cpu_bf16_unsupported(const struct cpu_info *cpu);
+/* NULL with err when the CPU lacks AVX-512-BF16 or oneDNN cannot be loaded. */
+cpu_bf16 *cpu_bf16_open(const struct cpu_info *cpu, char *err, size_t errlen);
+void cpu_bf16_free(cpu_bf16 *b);
+void cpu_bf16_forget(cpu_bf16 *b, const void *data, size_t bytes);
+size_t cpu_bf16_bytes(const cpu_bf16 *b);   /* of bf16 weight copies held */
+/* y[m, n] (+)= x[m, k] W^T (W [n, k], or W [k, n] with w_is_kn) in bf16 with
+ * fp32 accumulation; y already holds the bias when bias is non-NULL. */
+int cpu_linear_bf16(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const float *bias,
+                    int64_t m, int64_t n, int64_t k, int w_is_kn);
 
 /* y[i] = act(x[i]) for i < n (y == x allowed). */
 void cpu_act_row(sd_act act, float *y, const float *x, int64_t n);

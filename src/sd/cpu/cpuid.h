@@ -27,7 +27,7 @@ typedef enum {
 /* AVX-512 as OpenBLAS's SkylakeX kernels and our clones need it. */
 #define CPU_AVX512_CORE (CPU_AVX512F | CPU_AVX512DQ | CPU_AVX512BW | CPU_AVX512VL)
 
-typedef struct {
+typedef struct cpu_info {
     char vendor[13];      /* "GenuineIntel", "AuthenticAMD", ... */
     char brand[49];       /* the brand string, trimmed ("AMD EPYC", "Intel(R) Xeon(R) ...") */
     int family, model;    /* display family and model (base + extended, as lscpu prints them) */
