@@ -8,6 +8,7 @@
  * machine whose clock or load drifts treats them alike; each figure is the
  * median over the rounds, with the min-max spread.
  *   bench_gemm [--rounds N] [--sizes 512|1024|all] VARIANT...
+ *   bench_gemm --describe      (the CPU backend's start-up line: CPU, features, BLAS kernel)
  *   VARIANT: openblas (as the worker runs it) | openblas:CORE (Haswell,
  *            SkylakeX, Cooperlake, Zen, Prescott, ...) | blis | dnnl | dnnl-bf16 */
 #include <dlfcn.h>
@@ -140,6 +141,12 @@ int main(int argc, char **argv)
 {
     int rounds = 5, nv = 0, first = 1;
     const char *sizes = "all";
+    if (argc == 2 && !strcmp(argv[1], "--describe")) {
+        sd_backend *be = sd_backend_cpu_new(NULL);
+        printf("%s\n", be ? sd_backend_describe(be) : "out of memory");
+        sd_backend_free(be);
+        return be ? 0 : 1;
+    }
     for (; first < argc && argv[first][0] == '-' && first + 1 < argc; first += 2) {
         if (!strcmp(argv[first], "--rounds")) rounds = atoi(argv[first + 1]);
         else if (!strcmp(argv[first], "--sizes")) sizes = argv[first + 1];
