@@ -106,6 +106,38 @@ static void test_linear_is_the_product_of_bf16_inputs(void **state)
     sd_backend_free(be);
 }
 
+/* Winograd's GEMMs take bf16 operands: a 3x3 conv stays within bf16's
+ * precision of the fp32 backend's (the transforms round U and V, not the
+ * inputs, so the measure is relative to the output's scale). */
+static void test_winograd_conv_within_bf16_precision(void **state)
+{
+    char err[512];
+    sd_backend *be = bf16_backend(err, sizeof err);
+    if (!be) skip();
+    sd_backend *ref = sd_backend_cpu_new(&(sd_cpu_options){.threads = 2});
+    uint32_t rng = 33;
+    int64_t xs[4] = {2, 24, 9, 11}, ys[4] = {2, 16, 9, 11};
+    float *x = or_random_new(&rng, 2 * 24 * 9 * 11, -1.0f, 1.0f);
+    or_weight w = or_weight_random(&rng, SD_F16, 4, (const int64_t[]){16, 24, 3, 3}, -0.3f, 0.3f);
+    or_weight b = or_weight_random(&rng, SD_F16, 1, (const int64_t[]){16}, -0.3f, 0.3f);
+    float *got[2];
+    sd_backend *both[2] = {be, ref};
+    for (int i = 0; i < 2; i++) {
+        sd_tensor *xt = or_tensor(both[i], 4, xs, x), *yt = sd_tensor_new(both[i], 4, ys);
+        assert_int_equal(sd_conv2d(both[i], yt, xt, &w.w, &b.w, 1, 1), 0);
+        got[i] = or_download(both[i], yt);
+        sd_tensor_free(both[i], xt), sd_tensor_free(both[i], yt);
+    }
+    size_t n = 2 * 16 * 9 * 11;
+    double *r = malloc(n * sizeof *r), diff = 0;
+    for (size_t i = 0; i < n; i++) r[i] = got[1][i], diff += fabs(got[0][i] - got[1][i]);
+    assert_true(or_rel_err(got[0], r, n, 1.0) < 1e-2);
+    assert_true(diff > 0);   /* the bf16 path ran: fp32 would agree to the last bit */
+    free(r), free(got[0]), free(got[1]), free(x);
+    or_weight_free(&w), or_weight_free(&b);
+    sd_backend_free(be), sd_backend_free(ref);
+}
+
 /* A weight rebuilt in place (a LoRA set changed) is read again once the
  * engine says its bytes changed; the copy's memory goes with it. */
 static void test_forgotten_weights_are_read_again(void **state)
@@ -144,6 +176,7 @@ int main(void)
         cmocka_unit_test(test_cpus_without_bf16_are_refused),
         cmocka_unit_test(test_environment_selects_bf16_or_refuses),
         cmocka_unit_test(test_linear_is_the_product_of_bf16_inputs),
+        cmocka_unit_test(test_winograd_conv_within_bf16_precision),
         cmocka_unit_test(test_forgotten_weights_are_read_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,6 @@
 /* The CPU backend's opt-in bf16 GEMMs (SDXL_CPU_PRECISION=bf16, docs/
- * benchmarks.md "bf16 on the CPU"): the linear layers run as oneDNN's
+ * benchmarks.md "bf16 on the CPU"): the linear layers and the Winograd
+ * convolutions' GEMMs run as oneDNN's
  * dnnl_gemm_bf16bf16f32 (bf16 inputs, fp32 accumulation and output) on CPUs
  * with AVX-512-BF16. Debian's OpenBLAS 0.3.21 is built without its
  * cblas_sbgemm, so oneDNN (Debian libdnnl2) is the library; it is opened
@@ -11,7 +12,9 @@
  * weights says those bytes changed (a LoRA set rebuilt) or the backend is
  * freed: one bf16 copy of every linear weight the engine runs, 2 bytes per
  * parameter (docs/benchmarks.md gives the SDXL figure). Activations are
- * rounded to bf16 per call into scratch. */
+ * rounded to bf16 per call into scratch. The Winograd convolutions round
+ * their transformed kernels and tiles per call and use the same GEMM
+ * (winograd.c); attention and the im2col convolutions stay in fp32. */
 #include "sd/cpu/cpu.h"
 #include "sd/cpu/cpuid.h"
 
@@ -117,7 +120,7 @@ __attribute__((target("avx512f,avx512bf16"))) static void round_chunk(const floa
 
 #define ROUND_CHUNK ((size_t)1 << 15)
 
-static void round_to_bf16(sd_backend *be, const float *x, size_t n, uint16_t *out)
+void cpu_round_bf16(sd_backend *be, const float *x, size_t n, uint16_t *out)
 {
     int64_t chunks = (int64_t)((n + ROUND_CHUNK - 1) / ROUND_CHUNK);
 #pragma omp parallel for num_threads(cpu_of(be)->threads) schedule(static) if (chunks > 1)
@@ -141,7 +144,7 @@ static const uint16_t *weight_bf16(sd_backend *be, cpu_bf16 *b, const sd_weight 
         sd_backend_fail(be, "cpu: out of memory for a bf16 weight copy (%.1f MB)", numel * 2 / 1048576.0);
         return NULL;
     }
-    round_to_bf16(be, f, numel, h);
+    cpu_round_bf16(be, f, numel, h);
     *e = (bf16_weight){w->data, numel * sd_dtype_size(w->dtype), numel, h, b->bucket[slot]};
     b->bucket[slot] = e;
     b->bytes += numel * sizeof *h;
@@ -149,15 +152,21 @@ static const uint16_t *weight_bf16(sd_backend *be, cpu_bf16 *b, const sd_weight 
     return h;
 }
 
+int cpu_gemm_bf16(sd_backend *be, int trans_b, int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda,
+                  const uint16_t *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    int rc = cpu_of(be)->bf16->gemm('N', trans_b ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+    return rc ? sd_backend_fail(be, "cpu: oneDNN bf16 gemm %lldx%lldx%lld failed (status %d)", (long long)m,
+                                (long long)n, (long long)k, rc)
+              : 0;
+}
+
 int cpu_linear_bf16(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const float *bias,
                     int64_t m, int64_t n, int64_t k, int w_is_kn)
 {
-    cpu_state *st = cpu_of(be);
-    const uint16_t *wh = weight_bf16(be, st->bf16, w);
+    const uint16_t *wh = weight_bf16(be, cpu_of(be)->bf16, w);
     uint16_t *xh = (uint16_t *)cpu_scratch(be, CPU_SCRATCH_COL, (size_t)(m * k + 1) / 2);
     if (!wh || !xh) return -1;
-    round_to_bf16(be, x->data, (size_t)(m * k), xh);
-    int rc = st->bf16->gemm('N', w_is_kn ? 'N' : 'T', m, n, k, 1.0f, xh, k, wh, w_is_kn ? n : k,
-                            bias ? 1.0f : 0.0f, y->data, n);
-    return rc ? sd_backend_fail(be, "sd_linear: oneDNN bf16 gemm failed (status %d)", rc) : 0;
+    cpu_round_bf16(be, x->data, (size_t)(m * k), xh);
+    return cpu_gemm_bf16(be, !w_is_kn, m, n, k, xh, k, wh, w_is_kn ? n : k, bias ? 1.0f : 0.0f, y->data, n);
 }

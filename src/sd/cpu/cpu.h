@@ -18,6 +18,7 @@ typedef enum {
     CPU_SCRATCH_BETA,    /* beta widened */
     CPU_SCRATCH_COL,     /* one im2col row tile, or one Winograd band */
     CPU_SCRATCH_THREADS, /* per-thread tiles (attention) */
+    CPU_SCRATCH_BF16,    /* bf16 operands: Winograd's kernels and tiles (SDXL_CPU_PRECISION=bf16) */
     CPU_SCRATCH_COUNT
 } cpu_scratch_slot;
 
@@ -28,7 +29,7 @@ typedef struct {
     size_t conv_tile_bytes;
     int direct_conv;
     int attn_q_block, attn_k_block;
-    cpu_bf16 *bf16;        /* non-NULL: linear layers in bf16 (SDXL_CPU_PRECISION=bf16) */
+    cpu_bf16 *bf16;        /* non-NULL: linear layers and Winograd GEMMs in bf16 (SDXL_CPU_PRECISION=bf16) */
     float *scratch[CPU_SCRATCH_COUNT];
     size_t scratch_floats[CPU_SCRATCH_COUNT];
     char description[640];
@@ -128,6 +129,12 @@ cpu_bf16 *cpu_bf16_open(const struct cpu_info *cpu, char *err, size_t errlen);
 void cpu_bf16_free(cpu_bf16 *b);
 void cpu_bf16_forget(cpu_bf16 *b, const void *data, size_t bytes);
 size_t cpu_bf16_bytes(const cpu_bf16 *b);   /* of bf16 weight copies held */
+/* out[i] = x[i] rounded to bf16 (nearest even), threaded. */
+void cpu_round_bf16(sd_backend *be, const float *x, size_t n, uint16_t *out);
+/* c[m, n] = a[m, k] op(b) + beta c, op(b) = b^T ([n, k]) with trans_b, else b
+ * ([k, n]); bf16 inputs, fp32 accumulation. */
+int cpu_gemm_bf16(sd_backend *be, int trans_b, int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda,
+                  const uint16_t *b, int64_t ldb, float beta, float *c, int64_t ldc);
 /* y[m, n] (+)= x[m, k] W^T (W [n, k], or W [k, n] with w_is_kn) in bf16 with
  * fp32 accumulation; y already holds the bias when bias is non-NULL. */
 int cpu_linear_bf16(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const float *bias,

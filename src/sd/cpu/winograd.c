@@ -11,7 +11,8 @@
  * That is 16 multiplies per tile and channel pair instead of im2col's 36
  * (2.25x fewer); the transforms are additions. Tiles are processed in bands
  * whose V and M fit conv_tile_bytes; padding is read as zeros, and tiles that
- * overhang an odd output edge drop the outputs that fall outside.
+ * overhang an odd output edge drop the outputs that fall outside. With
+ * SDXL_CPU_PRECISION=bf16 the 16 GEMMs take U and V rounded to bf16 (bf16.c).
  *
  * The matrices (correlation, as torch's conv2d):
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
@@ -167,14 +168,26 @@ int cpu_conv2d_winograd(sd_backend *be, sd_tensor *y, const sd_tensor *x, const 
     const float *bias = b ? cpu_weight_f32(be, b, CPU_SCRATCH_BIAS) : NULL;
     if (!u || !v || (b && !bias) || transform_kernels(be, &s, w, u)) return -1;
     float *m = v + WINO_K * s.cin * band;
+    uint16_t *u16 = NULL, *v16 = NULL;   /* bf16 GEMMs: U and the band's V rounded (bf16.c) */
+    if (cpu_of(be)->bf16) {
+        size_t nu = (size_t)(WINO_K * s.cout * s.cin), nv = (size_t)(WINO_K * s.cin * band);
+        if (!(u16 = (uint16_t *)cpu_scratch(be, CPU_SCRATCH_BF16, (nu + nv + 1) / 2))) return -1;
+        v16 = u16 + nu;
+        cpu_round_bf16(be, u, nu, u16);
+    }
     for (int64_t t0 = 0; t0 < s.tiles; t0 += band) {
         int64_t nt = s.tiles - t0 < band ? s.tiles - t0 : band;
         transform_inputs(be, &s, x->data, t0, nt, v);
+        if (v16) cpu_round_bf16(be, v, (size_t)(WINO_K * s.cin * nt), v16);
         for (int k = 0; k < WINO_K; k++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s.cout, (int)nt, (int)s.cin, 1.0f,
-                        u + k * s.cout * s.cin, (int)s.cin, v + k * s.cin * nt, (int)nt, 0.0f, m + k * s.cout * nt,
-                        (int)nt);
+            if (v16)
+                cpu_gemm_bf16(be, 0, s.cout, nt, s.cin, u16 + k * s.cout * s.cin, s.cin, v16 + k * s.cin * nt, nt,
+                              0.0f, m + k * s.cout * nt, nt);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s.cout, (int)nt, (int)s.cin, 1.0f,
+                            u + k * s.cout * s.cin, (int)s.cin, v + k * s.cin * nt, (int)nt, 0.0f,
+                            m + k * s.cout * nt, (int)nt);
         transform_outputs(be, &s, m, bias, t0, nt, y->data);
     }
-    return 0;
+    return sd_backend_error(be) ? -1 : 0;
 }
