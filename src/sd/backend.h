@@ -105,8 +105,9 @@ typedef struct {
 
 #define SD_CPU_CONV_TILE_BYTES ((size_t)64 << 20)
 
-/* fp32 on host memory; OpenBLAS sgemm for every GEMM, OpenMP for the rest.
- * opts may be NULL. Returns NULL only when out of memory. */
+/* fp32 on host memory; OpenBLAS sgemm for every GEMM (with opts->bf16, the
+ * linear and Winograd GEMMs in bf16 through oneDNN), OpenMP for the rest.
+ * opts may be NULL. Returns NULL when out of memory or when bf16 is refused. */
 sd_backend *sd_backend_cpu_new(const sd_cpu_options *opts);
 /* The same, NULL with the reason in err: out of memory, or bf16 asked on a
  * CPU without AVX-512-BF16 or without oneDNN (libdnnl2). */

@@ -19,7 +19,9 @@
 #include "sd/cpu/cpuid.h"
 
 #include <dlfcn.h>
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -107,7 +109,9 @@ void cpu_bf16_free(cpu_bf16 *b)
     free(b);
 }
 
-/* out[i] = x[i] rounded to bf16 (nearest even: VCVTNEPS2BF16), threaded. */
+/* out[i] = x[i] rounded to bf16, nearest even (VCVTNEPS2BF16: the bf16
+ * path runs only on CPUs that have it; sd_f32_to_bf16 rounds the same way). */
+#if defined(__x86_64__)
 __attribute__((target("avx512f,avx512bf16"))) static void round_chunk(const float *x, size_t n, uint16_t *out)
 {
     size_t i = 0;
@@ -117,6 +121,12 @@ __attribute__((target("avx512f,avx512bf16"))) static void round_chunk(const floa
     }
     for (; i < n; i++) out[i] = sd_f32_to_bf16(x[i]);
 }
+#else
+static void round_chunk(const float *x, size_t n, uint16_t *out)
+{
+    for (size_t i = 0; i < n; i++) out[i] = sd_f32_to_bf16(x[i]);
+}
+#endif
 
 #define ROUND_CHUNK ((size_t)1 << 15)
 

@@ -89,7 +89,7 @@ const cpu_info *cpu_info_get(void)
 {
     static cpu_info info;
     static int done;
-    if (!done) {   /* first called from the constructor below, before any thread exists */
+    if (!done) {   /* first called from cpu_blas_select below, before main */
         detect(&info);
         if (!info.brand[0]) snprintf(info.brand, sizeof info.brand, "unknown CPU");
         done = 1;
@@ -152,6 +152,7 @@ int cpu_blas_use_core(const char *name)
 
 __attribute__((constructor)) static void cpu_blas_select(void)
 {
+    const cpu_info *cpu = cpu_info_get();   /* detected here, before any thread can ask */
     if (getenv("OPENBLAS_CORETYPE")) {
         core_source = CPU_BLAS_CORE_ENV;
         return;
@@ -160,7 +161,7 @@ __attribute__((constructor)) static void cpu_blas_select(void)
         core_source = CPU_BLAS_CORE_FIXED;
         return;
     }
-    const char *want = cpu_blas_core_for(cpu_info_get()), *have = openblas_get_corename();
+    const char *want = cpu_blas_core_for(cpu), *have = openblas_get_corename();
     if (!want || !have || !strcasecmp(want, have) || !known_core(have)) return;
     snprintf(openblas_first_pick, sizeof openblas_first_pick, "%s", have);
     if (!cpu_blas_use_core(want)) core_source = CPU_BLAS_CORE_CHOSEN;
