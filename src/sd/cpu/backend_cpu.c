@@ -141,7 +141,7 @@ static const char *cpu_describe(sd_backend *be)
     snprintf(st->description, sizeof st->description, "%s (%s family %d model %d: %s); %s (%s, %s), %d threads%s",
              cpu->brand, cpu->vendor, cpu->family, cpu->model, features, openblas_get_config(),
              par >= 0 && par <= 2 ? kinds[par] : "unknown threading", core, st->threads,
-             st->bf16 ? "; linear layers in bf16 (oneDNN, SDXL_CPU_PRECISION=bf16)" : "");
+             st->bf16 ? "; linear layers and Winograd convolutions in bf16 (oneDNN, SDXL_CPU_PRECISION=bf16)" : "");
     return st->description;
 }
 
