@@ -1,5 +1,5 @@
 /* The CPU backend: fp32 activations in host memory, OpenBLAS sgemm for every
- * GEMM (the linear layers in bf16 through oneDNN when asked, bf16.c), OpenMP
+ * GEMM (the linear and Winograd GEMMs in bf16 through oneDNN when asked, bf16.c), OpenMP
  * for everything else. This file owns the backend state, its
  * memory (64-byte aligned tensors, growable scratch), weight widening, and
  * the dispatch table; the ops live in gemm.c, conv.c, norm.c, attention.c,
