@@ -99,13 +99,19 @@ typedef struct {
     int direct_conv;           /* 1: im2col + sgemm for 3x3 stride-1 convs too (no Winograd) */
     int attn_q_block;          /* attention query rows per tile (default 128) */
     int attn_k_block;          /* attention key rows per tile (default 512) */
+    int bf16;                  /* 1: linear layers as bf16 GEMMs with fp32 accumulation (oneDNN;
+                                  SDXL_CPU_PRECISION=bf16); needs AVX-512-BF16 */
 } sd_cpu_options;
 
 #define SD_CPU_CONV_TILE_BYTES ((size_t)64 << 20)
 
-/* fp32 on host memory; OpenBLAS sgemm for every GEMM, OpenMP for the rest.
- * opts may be NULL. Returns NULL only when out of memory. */
+/* fp32 on host memory; OpenBLAS sgemm for every GEMM (with opts->bf16, the
+ * linear and Winograd GEMMs in bf16 through oneDNN), OpenMP for the rest.
+ * opts may be NULL. Returns NULL when out of memory or when bf16 is refused. */
 sd_backend *sd_backend_cpu_new(const sd_cpu_options *opts);
+/* The same, NULL with the reason in err: out of memory, or bf16 asked on a
+ * CPU without AVX-512-BF16 or without oneDNN (libdnnl2). */
+sd_backend *sd_backend_cpu_open(const sd_cpu_options *opts, char *err, size_t errlen);
 void sd_backend_free(sd_backend *be);
 const char *sd_backend_name(const sd_backend *be);   /* "cpu" or "cuda" */
 /* One line describing the backend's engine, e.g. the BLAS build and its

@@ -54,7 +54,8 @@ void sd_cuda_options_for(sd_precision p, sd_dtype weights, sd_cuda_options *o)
     o->allow_tf32 = p != SD_PRECISION_FP32;
 }
 
-/* The options with FROM_ENV fields filled from SDXL_DEVICE and SDXL_CUDA_PRECISION. */
+/* The options with FROM_ENV fields filled from SDXL_DEVICE and SDXL_CUDA_PRECISION, and the
+ * CPU backend's bf16 switch from SDXL_CPU_PRECISION (fp32, the default, or bf16). */
 static int resolve_env(sd_device_options *o, char *err, size_t errlen)
 {
     const char *dev = getenv("SDXL_DEVICE"), *prec = getenv("SDXL_CUDA_PRECISION");
@@ -62,6 +63,12 @@ static int resolve_env(sd_device_options *o, char *err, size_t errlen)
         o->kind = SD_DEVICE_AUTO;
         if (dev && *dev && sd_device_kind_parse(dev, &o->kind))
             return snprintf(err, errlen, "SDXL_DEVICE '%s' is not auto, cuda or cpu", dev), -1;
+    }
+    const char *cpu_prec = getenv("SDXL_CPU_PRECISION");
+    if (cpu_prec && *cpu_prec) {
+        if (strcasecmp(cpu_prec, "fp32") && strcasecmp(cpu_prec, "bf16"))
+            return snprintf(err, errlen, "SDXL_CPU_PRECISION '%s' is not fp32 or bf16", cpu_prec), -1;
+        if (!strcasecmp(cpu_prec, "bf16")) o->cpu.bf16 = 1;
     }
     const char *limit = getenv("SDXL_CUDA_MEMORY_LIMIT_MB");
     if (!o->cuda_memory_limit && limit && *limit) {
@@ -145,8 +152,8 @@ sd_backend *sd_backend_open(const sd_device_options *opts, sd_dtype weights, cha
             return NULL;
         }
     }
-    sd_backend *be = sd_backend_cpu_new(&o.cpu);
-    if (!be) return snprintf(err, errlen, "out of memory creating the CPU backend"), NULL;
+    sd_backend *be = sd_backend_cpu_open(&o.cpu, err, errlen);
+    if (!be) return NULL;
     if (why[0])
         snprintf(line, linelen, "cpu: %s (GPU not used: %s)", sd_backend_describe(be), why);
     else

@@ -61,9 +61,10 @@ const char *sd_precision_name(sd_precision p);
  * environment). weights: the stored dtype of the UNet's weights (AUTO
  * precision follows it). line gets one line for the start-up log: the
  * backend's description, and for a fall-back to the CPU, why the GPU is not
- * used. NULL with err when SDXL_DEVICE / SDXL_CUDA_PRECISION hold an unknown
- * value, when `cuda` was asked for and no GPU is usable, or when out of
- * memory. */
+ * used. NULL with err when SDXL_DEVICE / SDXL_CUDA_PRECISION /
+ * SDXL_CPU_PRECISION hold an unknown value, when `cuda` was asked for and no
+ * GPU is usable, when the CPU backend runs with SDXL_CPU_PRECISION=bf16 on a
+ * CPU without AVX-512-BF16 (or without oneDNN), or when out of memory. */
 sd_backend *sd_backend_open(const sd_device_options *o, sd_dtype weights, char *line, size_t linelen, char *err,
                             size_t errlen);
 
