@@ -37,7 +37,10 @@ ckpt=tools/reference/big/sdxl_full_random.safetensors
 loras=tools/reference/big/loras
 refpy=tools/reference/.venv/bin/python
 sdpy=bench/.peers/venv/bin/python
-bench/peers/setup.sh
+case " $engines " in   # stable-diffusion.cpp is built only when it runs
+  *" sdcpp "*) bench/peers/setup.sh ;;
+  *) tools/reference/setup_venv.sh ;;
+esac
 [ -f "$ckpt" ] || "$refpy" tools/reference/make_small_model.py --full
 [ -f "$loras/locon.safetensors" ] || "$refpy" tools/reference/make_bench_loras.py
 cmake -S . -B build-bench >/dev/null   # the build type the worker ships (RelWithDebInfo, -O2)
