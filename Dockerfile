@@ -36,9 +36,10 @@ RUN apt-get update -qq \
 WORKDIR /app
 COPY --from=build /src/build/sdxl-worker /app/bin/sdxl-worker
 COPY config/ /app/config/
-COPY test_input.json /app/
-# The bundled small model, so `-e MODELS_CONFIG=config/demo.json` runs offline.
-COPY tests/data/small/sdxl_small.safetensors /app/tests/data/small/
+COPY test_input.json demo_input.json /app/
+# The bundled demo model, so `-e MODELS_CONFIG=config/demo.json` runs offline.
+COPY tests/data/demo/sdxl_demo.safetensors /app/tests/data/demo/
+COPY tests/data/demo/loras/ /app/tests/data/demo/loras/
 # Fail the build if a shared library is missing.
 RUN ! ldd /app/bin/sdxl-worker | grep -q "not found"
 ENV OMP_WAIT_POLICY=PASSIVE \

@@ -1,6 +1,6 @@
-/* End to end: the real sdxl-worker binary (worker mode, config/demo.json:
- * the small model) against the fake RunPod queue, and in --rp_serve_api mode
- * against HTTP requests:
+/* End to end: the real sdxl-worker binary (worker mode,
+ * tests/data/small/models.json: the small model) against the fake RunPod
+ * queue, and in --rp_serve_api mode against HTTP requests:
  *   - one production run: a valid job, an invalid one, num_images 2, a job
  *     stopped through job-stop mid-sampling, then a valid job again; each
  *     gets the right result (the stopped one none), progress updates
@@ -88,7 +88,7 @@ static void spawn(e2e *t, bool serve_api)
     if (t->pid) return;
     rpc_clear_runpod_env();
     if (!serve_api) fq_export_env(t->q, POD, KEY);
-    setenv("MODELS_CONFIG", "config/demo.json", 1);
+    setenv("MODELS_CONFIG", "tests/data/small/models.json", 1);
     setenv("MODELS_DIR", t->dir, 1);
     setenv("RUNPOD_LOG_LEVEL", "DEBUG", 1);
     setenv("RUNPOD_PING_INTERVAL", "1000", 1);
@@ -201,7 +201,7 @@ static void jobs_through_the_queue(void **state)
     fq_push(t->q, FQ_TAKE, fq_json(JOB("ok-1", "{" SMALL ",\"steps\":4,\"seed\":11}")));
     fq_push(t->q, FQ_TAKE, fq_json(JOB("bad-1", "{" SMALL ",\"width\":13,\"steps\":\"many\"}")));
     fq_push(t->q, FQ_TAKE, fq_json(JOB("two-1", "{" SMALL ",\"steps\":3,\"num_images\":2,\"seed\":20,"
-                                              "\"loras\":[{\"name\":\"Small kohya LoRA (random, demo)\",\"scale\":1.2}]}")));
+                                              "\"loras\":[{\"name\":\"Small kohya LoRA (random)\",\"scale\":1.2}]}")));
     fq_push(t->q, FQ_TAKE, fq_json(JOB("stop-1", "{" SMALL ",\"steps\":150}")));
     spawn(t, false);
 
@@ -212,7 +212,7 @@ static void jobs_through_the_queue(void **state)
     assert_png(cJSON_GetObjectItem(out, "image")->valuestring, 256, 256);
     const cJSON *m = cJSON_GetObjectItem(out, "metadata");
     assert_int_equal(cJSON_GetObjectItem(m, "seed")->valueint, 11);
-    assert_string_equal(cJSON_GetObjectItem(m, "model")->valuestring, "SDXL small (random weights, demo)");
+    assert_string_equal(cJSON_GetObjectItem(m, "model")->valuestring, "SDXL small (random weights)");
     assert_non_null(cJSON_GetObjectItem(out, "timings"));
     int steps[8];
     assert_int_equal(progress_steps(t->q, "ok-1", steps, 8), 4);
@@ -230,7 +230,7 @@ static void jobs_through_the_queue(void **state)
     const cJSON *lora = cJSON_GetArrayItem(
         cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "output"), "metadata"), "loras"), 0);
     assert_non_null(lora); /* the override, applied to the checkpoint's tensors */
-    assert_string_equal(cJSON_GetObjectItem(lora, "name")->valuestring, "Small kohya LoRA (random, demo)");
+    assert_string_equal(cJSON_GetObjectItem(lora, "name")->valuestring, "Small kohya LoRA (random)");
     assert_true(cJSON_GetObjectItem(lora, "scale")->valuedouble == 1.2);
     assert_true(cJSON_GetObjectItem(lora, "tensors_applied")->valueint > 0);
     const cJSON *images = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "output"), "images");

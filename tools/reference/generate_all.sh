@@ -4,7 +4,9 @@
 # tools/reference/.venv (created if missing).
 # Usage: tools/reference/generate_all.sh [--check]
 #   --check  fail if the regenerated files differ from the committed ones
-# CI never runs this; the C tests only read the committed files.
+# CI never runs this; the C tests only read the committed files. The demo
+# model itself (tests/data/demo/) is trained by train_demo_model.py, which
+# takes about half an hour and is run on its own; its goldens are made here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -28,6 +30,7 @@ scripts=(
   make_img2img_goldens.py
   make_dpmpp_2s_a_goldens.py
   make_lora_goldens.py
+  make_demo_goldens.py
   make_image_goldens.py
   make_hash_goldens.py
   make_sigv4_goldens.py
