@@ -12,14 +12,18 @@
 
 ARG CUDA_VERSION=12.6.3
 ARG UBUNTU=ubuntu24.04
+# The cudnn tags carry cuDNN 9, which the CUDA backend's convolutions use.
 
 # ---- build ------------------------------------------------------------------
-FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU} AS build
+FROM nvidia/cuda:${CUDA_VERSION}-cudnn-devel-${UBUNTU} AS build
 WORKDIR /src
 COPY scripts/install-deps.sh scripts/
 RUN scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN make BUILD=build JOBS="$(nproc)"
+# nvcc is on PATH here, so the CUDA backend module (build/libsdxl_cuda.so) is
+# built too, for sm_80, 86, 89 and 90 plus PTX (CMakeLists.txt); the binary
+# itself links no CUDA library and loads the module at run time.
+RUN make BUILD=build JOBS="$(nproc)" && test -f build/libsdxl_cuda.so
 # The Debian packages that own the shared libraries the binary loads: the
 # runtime stage installs exactly these.
 RUN for lib in $(ldd build/sdxl-worker | awk '/=> \// {print $3}'); do \
@@ -27,7 +31,7 @@ RUN for lib in $(ldd build/sdxl-worker | awk '/=> \// {print $3}'); do \
     done | cut -d: -f1 | sort -u > /runtime-packages.txt && cat /runtime-packages.txt
 
 # ---- runtime: only the runtime libraries ------------------------------------
-FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU} AS runtime
+FROM nvidia/cuda:${CUDA_VERSION}-cudnn-runtime-${UBUNTU} AS runtime
 COPY --from=build /runtime-packages.txt /tmp/
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -35,13 +39,16 @@ RUN apt-get update -qq \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt
 WORKDIR /app
 COPY --from=build /src/build/sdxl-worker /app/bin/sdxl-worker
+# Beside the binary, where it looks for the module (SDXL_DEVICE=auto: the GPU
+# when one is usable, else the CPU).
+COPY --from=build /src/build/libsdxl_cuda.so /app/bin/libsdxl_cuda.so
 COPY config/ /app/config/
 COPY test_input.json demo_input.json /app/
 # The bundled demo model, so `-e MODELS_CONFIG=config/demo.json` runs offline.
 COPY tests/data/demo/sdxl_demo.safetensors /app/tests/data/demo/
 COPY tests/data/demo/loras/ /app/tests/data/demo/loras/
 # Fail the build if a shared library is missing.
-RUN ! ldd /app/bin/sdxl-worker | grep -q "not found"
+RUN ! ldd /app/bin/sdxl-worker /app/bin/libsdxl_cuda.so | grep -q "not found"
 ENV OMP_WAIT_POLICY=PASSIVE \
     MODELS_CONFIG=config/models.json \
     MODELS_DIR=/runpod-volume/models

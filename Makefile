@@ -3,7 +3,7 @@ BUILD     ?= build
 JOBS      ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure test sanitize fuzz demo clean
+.PHONY: all deps configure test test-avx2 sanitize fuzz demo clean
 
 all: configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -18,6 +18,14 @@ configure:
 # OpenMP threads from spinning on the cores the other tests need.
 test: deps all
 	cd $(BUILD) && OMP_WAIT_POLICY=PASSIVE ctest --output-on-failure -j $(JOBS)
+
+# The CPU backend as an AVX2-only CPU runs it (no AVX-512 clones, AVX-512
+# masked from detection, so OpenBLAS gets its Haswell/Zen kernels), on any
+# machine: the engine and op tests, and the bf16 path's refusal.
+test-avx2: deps
+	@[ -f build-avx2/CMakeCache.txt ] || cmake -S . -B build-avx2 -DSDXL_CPU_AVX512=OFF -DSDXL_CUDA=OFF
+	cmake --build build-avx2 -j $(JOBS)
+	cd build-avx2 && OMP_WAIT_POLICY=PASSIVE ctest --output-on-failure -j $(JOBS) -R 'test_(ops_|unet|vae|text_encoder|txt2img|cpuid|cpu_bf16|backend)'
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 sanitize: deps

@@ -12,6 +12,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "sd/device.h"
+
 /* Seconds on clock `id` (CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, ...). */
 static inline double bench_clock(clockid_t id)
 {
@@ -76,6 +78,23 @@ static inline double bench_sgemm_gflops(int n)
     }
     free(a), free(b), free(c);
     return ok ? 2.0 * n * n * n / best * 1e-9 : 0;
+}
+
+/* The backend SDXL_DEVICE and SDXL_CUDA_PRECISION choose (the CPU with
+ * `cpu` unless they name the GPU), its line printed; exits on failure. A
+ * timed region on it must end with sd_backend_sync (the GPU's ops run
+ * asynchronously). */
+static inline sd_backend *bench_backend(const sd_cpu_options *cpu, sd_dtype weights)
+{
+    char line[1024], err[1024];
+    sd_device_options o = {.cpu = cpu ? *cpu : (sd_cpu_options){0}};
+    sd_backend *be = sd_backend_open(&o, weights, line, sizeof line, err, sizeof err);
+    if (!be) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    printf("backend: %s\n", line);
+    return be;
 }
 
 #endif

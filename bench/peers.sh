@@ -6,12 +6,16 @@
 #
 #   bench/peers.sh [--runs N] [--big-runs M] [--engines "ours diffusers sdcpp"] [STAGE...]
 #
+# Engines: ours, ours-bf16 (ours with SDXL_CPU_PRECISION=bf16, on CPUs with
+# AVX-512-BF16), diffusers, sdcpp.
 # STAGEs (default all): load encode unet512 unet1024 vae512 vae1024 loras gen1024
 # N runs per stage (default 3; the median is reported), M for the 1024² stages
 # (default N). Every engine gets the same thread count ($THREADS, default nproc)
-# and OMP_WAIT_POLICY=PASSIVE. Raw logs go to bench/.peers/results/, one per
-# stage and engine; the table is rebuilt from all logs there, so stages can be
-# rerun one at a time. Installs what is missing first (bench/peers/setup.sh,
+# and OMP_WAIT_POLICY=PASSIVE. Raw logs go to bench/.peers/results/CPU/ (CPU:
+# the model and family/model numbers, so each CPU measured keeps its own
+# table), one per stage and engine, with machine.txt naming the CPU, its
+# features and the BLAS kernel; the table is rebuilt from all logs there, so
+# stages can be rerun one at a time. Installs what is missing first (bench/peers/setup.sh,
 # the checkpoint and the nine LoRAs from tools/reference/).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,13 +37,17 @@ ckpt=tools/reference/big/sdxl_full_random.safetensors
 loras=tools/reference/big/loras
 refpy=tools/reference/.venv/bin/python
 sdpy=bench/.peers/venv/bin/python
-out=bench/.peers/results
 bench/peers/setup.sh
 [ -f "$ckpt" ] || "$refpy" tools/reference/make_small_model.py --full
 [ -f "$loras/locon.safetensors" ] || "$refpy" tools/reference/make_bench_loras.py
 cmake -S . -B build-bench >/dev/null   # the build type the worker ships (RelWithDebInfo, -O2)
 cmake --build build-bench -j"$THREADS" >/dev/null
+machine=$(build-bench/bench_gemm --describe)
+cpu=$(echo "$machine" | sed -E 's/ \(([A-Za-z]+) family ([0-9]+) model ([0-9]+).*/-f\2m\3/; s/[^A-Za-z0-9.-]+/-/g')
+out=bench/.peers/results/$cpu
 mkdir -p "$out"
+echo "$machine" >"$out/machine.txt"
+echo "cpu: $machine" >&2
 
 ours() {   # stage -> our bench program's command
   case $1 in
@@ -52,6 +60,7 @@ ours() {   # stage -> our bench program's command
     gen1024) echo build-bench/bench_txt2img "$ckpt" "$THREADS" ;;
   esac
 }
+ours_bf16() { echo env SDXL_CPU_PRECISION=bf16 "$(ours "$1")"; }
 diffusers() {
   local py="$refpy bench/peers/diffusers_stages.py $ckpt"
   case $1 in
@@ -75,8 +84,8 @@ sdcpp() {   # one process gives encode, step and decode at one size; RUNS 0 only
 }
 processes() {   # programs that measure their stage once per process run this many times
   case $1/$2 in
-    ours/loras|sdcpp/loras|sdcpp/load) echo "$runs" ;;
-    ours/gen1024) echo "$big_runs" ;;
+    ours*/loras|sdcpp/loras|sdcpp/load) echo "$runs" ;;
+    ours*/gen1024) echo "$big_runs" ;;
     *) echo 1 ;;
   esac
 }
@@ -99,7 +108,7 @@ for stage in "${stages[@]}"; do
     fi
     [ -n "${done_logs[$log]:-}" ] && continue
     done_logs[$log]=1
-    cmd=$($engine "$stage")
+    cmd=$(${engine//-/_} "$stage")
     echo "== $stage / $engine: $cmd" >&2
     rm -f "$log" && : >"$log"   # never truncate through a stage's link to a shared log
     for _ in $(seq "$(processes "$engine" "$stage")"); do

@@ -3,8 +3,9 @@
  * Prints the median time of RUNS (default 3) for opening + recognising the
  * checkpoint (hparams from shapes, every tensor checked), binding the text
  * encoders, and encoding one prompt pair (positive + negative, one chunk
- * each; wall and process CPU time), then the peak RSS. Run it after the file
- * is in the page cache. */
+ * each; wall and process CPU time) on the backend SDXL_DEVICE and
+ * SDXL_CPU_PRECISION choose, then the peak RSS. Run it after the file is in
+ * the page cache. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,9 +55,8 @@ int main(int argc, char **argv)
 
     sd_text_encoders te;
     sd_tokenizer *tok = sd_tokenizer_new();
-    sd_backend *be = sd_backend_cpu_new(NULL);
+    sd_backend *be = bench_backend(NULL, SD_F16);   /* SDXL_DEVICE, SDXL_CPU_PRECISION */
     if (sd_text_encoders_bind(&te, f, &hp, err, sizeof err)) { fprintf(stderr, "%s\n", err); return 1; }
-    printf("backend: %s\n", sd_backend_describe(be));
     for (int r = 0; r < runs; r++) {
         double t0 = bench_now(), c0 = bench_clock(CLOCK_PROCESS_CPUTIME_ID);
         if (encode_pair(be, &te, tok, "a photo of an astronaut riding a horse on mars, highly detailed",

@@ -53,7 +53,7 @@ static int run(sd_engine *e, int size)
 int main(int argc, char **argv)
 {
     const char *path = argc > 1 ? argv[1] : "tools/reference/big/sdxl_full_random.safetensors";
-    sd_engine_options opts = {.cpu.threads = argc > 2 ? atoi(argv[2]) : 0};
+    sd_engine_options opts = {.device.cpu.threads = argc > 2 ? atoi(argv[2]) : 0};
     printf("OpenBLAS sgemm 2048^3: %.1f GFLOP/s\n", bench_sgemm_gflops(2048));
     char err[1024];
     sd_engine *e;

@@ -56,7 +56,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    sd_backend *be = sd_backend_cpu_new(&(sd_cpu_options){.threads = threads});
+    sd_backend *be = bench_backend(&(sd_cpu_options){.threads = threads}, SD_F16);
     size_t n = 4 * (size_t)h * (size_t)w, npix = 3 * 64 * (size_t)h * (size_t)w;
     float *z = malloc(n * sizeof *z);
     uint8_t *rgb = malloc(npix), *ref = malloc(npix);

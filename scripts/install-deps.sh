@@ -4,12 +4,16 @@
 set -euo pipefail
 # libjpeg-turbo's development package is named per distribution (the
 # Dockerfile builds on Ubuntu, CI runs Debian 12).
-jpeg=libjpeg62-turbo-dev
-[ -r /etc/os-release ] && grep -q '^ID=ubuntu' /etc/os-release && jpeg=libjpeg-turbo8-dev
+# oneDNN (Debian 12: libdnnl2) is opened at run time by the CPU backend's
+# opt-in bf16 path only (SDXL_CPU_PRECISION=bf16, src/sd/cpu/bf16.c); the
+# Ubuntu-based Docker image leaves it out (bf16 there needs oneDNN added).
+jpeg=libjpeg62-turbo-dev dnnl=libdnnl2
+[ -r /etc/os-release ] && grep -q '^ID=ubuntu' /etc/os-release && jpeg=libjpeg-turbo8-dev dnnl=
 pkgs=(
   build-essential cmake pkg-config clang
   libcurl4-openssl-dev libmicrohttpd-dev libcjson-dev libcmocka-dev
   libopenblas-openmp-dev libssl-dev libpng-dev "$jpeg" libwebp-dev
+  ${dnnl:+"$dnnl"}
   libomp-dev
   python3-venv
 )

@@ -126,15 +126,50 @@ static void fill_params(const sdxl_job *j, rp_job *job, progress_ctx *pc, sd_txt
     p->rng = j->rng;
     p->clip_skip = j->clip_skip;
     p->batch = j->num_images;
+    p->vae = j->vae_index;
     p->progress = send_progress;
     p->progress_ctx = pc;
     p->cancel = &job->cancelled;
+}
+
+/* Inpainting: the image, its mask and A1111's options. */
+static sd_status inpaint(sdxl_worker *w, const sdxl_job *j, rp_job *job, progress_ctx *pc, sd_image_out *out,
+                         char *why, size_t n)
+{
+    sd_inpaint_params p;
+    sd_inpaint_params_default(&p);
+    fill_params(j, job, pc, &p.i2i.gen);
+    p.i2i.init_rgb = j->image.rgb;
+    p.i2i.init_width = j->image.width;
+    p.i2i.init_height = j->image.height;
+    p.i2i.strength = j->strength;
+    p.mask = j->mask;
+    p.mask_blur = j->mask_blur;
+    p.area = j->inpaint_area;
+    p.padding = j->inpaint_padding;
+    return sd_inpaint(w->engine, &p, out, why, n);
+}
+
+/* Hires fix: txt2img at the job's size, then the second pass. */
+static sd_status hires(sdxl_worker *w, const sdxl_job *j, rp_job *job, progress_ctx *pc, sd_image_out *out,
+                       char *why, size_t n)
+{
+    sd_hires_params p;
+    sd_hires_params_default(&p);
+    fill_params(j, job, pc, &p.gen);
+    p.scale = j->hr_scale;
+    p.upscaler = j->hr_upscaler;
+    p.hr_steps = j->hr_steps;
+    p.denoising_strength = j->denoising_strength;
+    return sd_hires(w->engine, &p, out, why, n);
 }
 
 static sd_status generate(sdxl_worker *w, const sdxl_job *j, rp_job *job, sd_image_out *out, char *why,
                           size_t n)
 {
     progress_ctx pc = {.job = job};
+    if (j->mask) return inpaint(w, j, job, &pc, out, why, n);
+    if (j->hires) return hires(w, j, job, &pc, out, why, n);
     if (!j->has_image) {
         sd_txt2img_params p;
         fill_params(j, job, &pc, &p);
@@ -226,6 +261,13 @@ static cJSON *run_job(sdxl_worker *w, rp_job *job, double t_start, sdxl_error *e
         sdxl_job_free(&j);
         return NULL;
     }
+    sdxl_ti_use ti;
+    if (sdxl_ti_use_of(w, &j, &ti, err)) {
+        free(tensors_applied);
+        cJSON_Delete(unmatched);
+        sdxl_job_free(&j);
+        return NULL;
+    }
     sd_image_out out;
     char why[SDXL_ERROR_MAX];
     sd_status st = generate(w, &j, job, &out, why, sizeof why);
@@ -239,10 +281,12 @@ static cJSON *run_job(sdxl_worker *w, rp_job *job, double t_start, sdxl_error *e
     } else {
         log_done(&j, rp_job_id(job), &out);
         sdxl_result_in in = {.w = w, .job = &j, .job_id = rp_job_id(job), .out = &out,
-                             .tensors_applied = tensors_applied, .lora_unmatched = unmatched, .t_start = t_start};
+                             .tensors_applied = tensors_applied, .lora_unmatched = unmatched, .ti = &ti,
+                             .t_start = t_start};
         result = sdxl_result_build(&in, err);
         sd_image_out_free(&out);
     }
+    sdxl_ti_use_free(&ti);
     free(tensors_applied);
     cJSON_Delete(unmatched);
     sdxl_job_free(&j);

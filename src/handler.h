@@ -8,7 +8,8 @@
  *   {"image": "<base64 of the first image>",
  *    "images": [{"image": "<base64>" | "url": "<presigned GET>", "seed": N, "format": "png"}],
  *    "metadata": {prompt, negative_prompt, steps, cfg_scale, sampler, scheduler, seed, width,
- *                 height, clip_skip, rng, model, loras: [{name, scale, tensors_applied}]},
+ *                 height, clip_skip, rng, model, loras: [{name, scale, tensors_applied}],
+ *                 vae (when chosen), embeddings (when used)},
  *    "timings": {encode, denoise, decode, total}}
  *
  * A failed job returns {"error": "<message naming the field or cause>",
@@ -26,6 +27,8 @@
 #include "image/decode.h"
 #include "image/encode.h"
 #include "runpod/runpod.h"
+#include "sd/hires.h"
+#include "sd/inpaint.h"
 #include "sd/rng.h"
 #include "sd/sampler.h"
 
@@ -67,6 +70,17 @@ cJSON *sdxl_error_result(const sdxl_error *e);
 /* Default pixel budget of one job, width x height x num_images: one 2048²
  * image or four 1024² ones. SDXL_MAX_PIXELS overrides it. */
 #define SDXL_DEFAULT_MAX_PIXELS (4L * 1024 * 1024)
+/* Default work budget of one job, width x height x num_images x steps: four
+ * 1024² images (or one 2048²) at 60 steps, one 1024² image at up to the 150
+ * steps allowed. SDXL_MAX_PIXEL_STEPS overrides it. */
+#define SDXL_DEFAULT_MAX_PIXEL_STEPS (SDXL_DEFAULT_MAX_PIXELS * 60)
+/* Default cap on the 75-token chunks of prompt and negative_prompt together
+ * (each BREAK starts one; every chunk adds a text-encoder pass and 77
+ * context tokens to every cross-attention of every step). Real prompts take
+ * 1 to 4 each side; 32 leaves room for 1,200 tokens a side, and refuses the
+ * 10,000-character "a BREAK a BREAK ..." of 1,249 chunks. SDXL_MAX_PROMPT_CHUNKS
+ * overrides it. */
+#define SDXL_DEFAULT_MAX_PROMPT_CHUNKS 32
 #define SDXL_MAX_IMAGE_BYTES (32u << 20) /* decoded size of an img2img `image` */
 
 /* One LoRA of the configured stack (the models config's `loras`). */
@@ -78,17 +92,31 @@ typedef struct {
     const char *why;   /* when !available: the model store's reason */
 } sdxl_lora_slot;
 
+/* One VAE of the models config's "vae"/"vaes", which a job's "vae" names. */
+typedef struct {
+    const char *name;  /* the config's name */
+    const char *path;  /* the file, when available */
+    int index;         /* the engine's sd_txt2img_params.vae for it; 0 when unavailable */
+    bool available;    /* present, verified and accepted by the engine */
+    const char *why;   /* when !available: the store's or the engine's reason */
+} sdxl_vae_slot;
+
 /* What the schema checks against: set from the environment and the engine. */
 typedef struct {
     long max_pixels;    /* width x height x num_images; SDXL_MAX_PIXELS */
+    long max_pixel_steps; /* width x height x num_images x steps; SDXL_MAX_PIXEL_STEPS (0: the default) */
+    long max_prompt_chunks; /* prompt + negative_prompt chunks; SDXL_MAX_PROMPT_CHUNKS (0: the default) */
     int size_multiple;  /* 8, or the engine's when larger */
     bool bucket;        /* return_type "url" is possible */
     const sdxl_lora_slot *stack;
     size_t n_stack;
+    const sdxl_vae_slot *vaes;
+    size_t n_vaes;
 } sdxl_job_limits;
 
-/* limits from the environment: SDXL_MAX_PIXELS (a positive integer, else
- * the default with a warning), BUCKET_* (all three set); no LoRA stack. */
+/* limits from the environment: SDXL_MAX_PIXELS, SDXL_MAX_PIXEL_STEPS and
+ * SDXL_MAX_PROMPT_CHUNKS (positive integers, else the default with a
+ * warning), BUCKET_* (all three set); no LoRA stack. */
 void sdxl_job_limits_from_env(sdxl_job_limits *lim);
 
 /* A LoRA the job uses: a slot of the stack and its scales. */
@@ -118,14 +146,28 @@ typedef struct {
     bool has_image;     /* img2img */
     img_rgb image;      /* decoded init image */
     double strength;
+    /* inpainting: `mask` with `image` */
+    uint8_t *mask;      /* grey, image.width x image.height; NULL when absent */
+    int mask_blur;
+    sd_inpaint_area inpaint_area;
+    int inpaint_padding;
+    /* hires fix: hr_scale on a txt2img job */
+    bool hires;
+    double hr_scale, denoising_strength;
+    sd_hires_upscaler hr_upscaler;
+    int hr_steps;       /* 0: steps */
+    long vae;           /* the slot of limits.vaes the job chose; -1: the checkpoint's own VAE */
+    int vae_index;      /* its sd_txt2img_params.vae (0: the checkpoint's own) */
 } sdxl_job;
 
 /* Validates a job input (any JSON value) and resolves it into *job: types,
- * ranges, the pixel budget, the sampler and schedule names, the LoRA request
+ * ranges, the pixel and pixel x step budgets, the prompt chunks (tokenized as
+ * the engine will), the sampler and schedule names, the LoRA request
  * against the stack (the `loras` field, then <lora:name:w> tags in the
- * prompt), the img2img image. Draws a random seed for -1/absent. 0, or -1
- * with err filled (INVALID_INPUT, or MODEL_UNAVAILABLE for a LoRA that is
- * configured but absent). Never runs the engine. */
+ * prompt), the VAE it names, the img2img image. Draws a random seed for
+ * -1/absent. 0, or -1 with err filled (INVALID_INPUT, or MODEL_UNAVAILABLE
+ * for a LoRA or VAE that is configured but unusable). Never runs the
+ * engine. */
 int sdxl_job_parse(const cJSON *input, const sdxl_job_limits *lim, sdxl_job *job, sdxl_error *err);
 void sdxl_job_free(sdxl_job *job);
 

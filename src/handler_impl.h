@@ -21,6 +21,9 @@ struct sdxl_worker {
     bool have_config, have_paths;
     sdxl_lora_slot *stack;   /* from paths.loras */
     char (*lora_hash)[HASH_AUTOV3_MAX]; /* AutoV3 per slot, "" when unknown */
+    sdxl_vae_slot *vaes;     /* from paths.vaes, loaded into the engine */
+    char (*vae_hash)[11];    /* AutoV2 per VAE ("VAE hash"), "" when unknown */
+    char (*ti_hash)[13];     /* per embedding of the engine's set (config order): "TI hashes", "" when unknown */
     sdxl_job_limits limits;
     hash_cache *hashes;
     sd_engine *engine;
@@ -37,6 +40,28 @@ struct sdxl_worker {
  * fills w->unavailable. Called with the lock held (or before any job). */
 void sdxl_worker_load(sdxl_worker *w);
 
+/* The VAEs and embeddings of the models config into the loaded engine, with
+ * their hashes; failures are logged and kept as the slots' reasons
+ * (handler_extras.c, called by sdxl_worker_load). -1 when out of memory. */
+int sdxl_worker_load_extras(sdxl_worker *w);
+void sdxl_worker_free_extras(sdxl_worker *w);
+
+/* The embeddings a job's prompt and negative prompt name, by index in the
+ * engine's set, in A1111's order of first use (handler_extras.c). */
+typedef struct {
+    size_t *prompt, n_prompt;
+    size_t *negative, n_negative;
+} sdxl_ti_use;
+
+/* Fills u for the job; a text naming an embedding that could not be loaded
+ * fails with MODEL_UNAVAILABLE (an unparsable one with INVALID_INPUT). */
+int sdxl_ti_use_of(sdxl_worker *w, const sdxl_job *j, sdxl_ti_use *u, sdxl_error *err);
+void sdxl_ti_use_free(sdxl_ti_use *u);
+/* The infotext's "TI hashes" (malloc'd; NULL when none) and the result's
+ * metadata.embeddings (NULL when none). */
+char *sdxl_ti_hashes(const sdxl_worker *w, const sdxl_ti_use *u);
+cJSON *sdxl_ti_json(const sdxl_worker *w, const sdxl_ti_use *u);
+
 /* What a finished generation turns into (handler_output.c). */
 typedef struct {
     const sdxl_worker *w;
@@ -45,6 +70,7 @@ typedef struct {
     const sd_image_out *out;
     const int *tensors_applied; /* per job LoRA, or NULL when none were applied */
     const cJSON *lora_unmatched; /* per job LoRA: array of the keys that landed nowhere (partial matches) */
+    const sdxl_ti_use *ti;      /* the embeddings its prompts used; may be NULL */
     double t_start;             /* monotonic seconds when the job started */
 } sdxl_result_in;
 

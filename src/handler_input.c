@@ -1,14 +1,19 @@
 /* The job input of the SDXL handler (handler.h): the schema of issue 8's
  * table declared with the runtime's validator (runpod/validate.h), then the
  * checks that span fields or need the worker: the cfg_scale/guidance_scale
- * alias, the pixel budget, the engine's size multiple, exact per-image seeds,
+ * alias, the pixel and pixel x step budgets, the engine's size multiple, the
+ * prompt chunk cap (the prompts tokenized as the engine will), exact
+ * per-image seeds,
  * sampler and schedule names (sd_sampler_parse), the LoRA request against
- * the configured stack, and the img2img image. Nothing here runs the engine,
+ * the configured stack, the VAE named against the configured VAEs, the
+ * img2img image, the inpainting mask and the hires-fix fields (with the
+ * second pass in the pixel budget). Nothing here runs the engine,
  * so the fuzz target fuzz/fuzz_handler_input.c drives all of it. */
 #include "handler.h"
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +23,7 @@
 
 #include "image/base64.h"
 #include "image/fetch.h"
+#include "image/mask.h"
 #include "image/utf8.h"
 #include "runpod/log.h"
 #include "runpod/validate.h"
@@ -87,11 +93,19 @@ static bool check_strength(const cJSON *v, char *why, size_t n)
     return false;
 }
 
+static bool check_denoising_strength(const cJSON *v, char *why, size_t n)
+{
+    if (v->valuedouble > 0 && v->valuedouble <= 1) return true;
+    snprintf(why, n, "denoising_strength must be greater than 0 and at most 1 (got %g).", v->valuedouble);
+    return false;
+}
+
 /* ---- the schema ----------------------------------------------------------------- */
 
 static const char *const RNG_NAMES[] = {"cuda", "cpu", NULL};
 static const char *const FORMAT_NAMES[] = {"png", "jpeg", "webp", NULL};
 static const char *const RETURN_TYPES[] = {"base64", "url", NULL};
+static const char *const INPAINT_AREAS[] = {"whole", "masked", NULL};
 
 static const rp_v_rule SCHEMA[] = {
     {.key = "prompt", .type = RP_V_STRING, .required = true, .max_len = SDXL_MAX_PROMPT_CHARS,
@@ -113,11 +127,21 @@ static const rp_v_rule SCHEMA[] = {
     {.key = "loras", .type = RP_V_ARRAY, .default_json = "null", .max_len = MAX_LORAS},
     {.key = "image", .type = RP_V_STRING, .default_json = "null"},
     {.key = "strength", .type = RP_V_NUMBER, .default_json = "null", .check = check_strength},
+    {.key = "mask", .type = RP_V_STRING, .default_json = "null"},
+    {.key = "mask_blur", .type = RP_V_INTEGER, .default_json = "null", RP_V_RANGE(0, SD_INPAINT_BLUR_MAX)},
+    {.key = "inpaint_area", .type = RP_V_STRING, .default_json = "null", .one_of = INPAINT_AREAS,
+     .one_of_nocase = true},
+    {.key = "inpaint_padding", .type = RP_V_INTEGER, .default_json = "null", RP_V_RANGE(0, SD_INPAINT_PADDING_MAX)},
+    {.key = "hr_scale", .type = RP_V_NUMBER, .default_json = "null", RP_V_RANGE(SD_HIRES_SCALE_MIN, SD_HIRES_SCALE_MAX)},
+    {.key = "hr_upscaler", .type = RP_V_STRING, .default_json = "null", .max_len = 64},
+    {.key = "hr_steps", .type = RP_V_INTEGER, .default_json = "null", RP_V_RANGE(0, SDXL_MAX_STEPS)},
+    {.key = "denoising_strength", .type = RP_V_NUMBER, .default_json = "null", .check = check_denoising_strength},
     {.key = "output_format", .type = RP_V_STRING, .default_json = "\"png\"", .one_of = FORMAT_NAMES,
      .one_of_nocase = true},
     {.key = "quality", .type = RP_V_INTEGER, .default_json = "null", RP_V_RANGE(1, 100)},
     {.key = "return_type", .type = RP_V_STRING, .default_json = "\"base64\"", .one_of = RETURN_TYPES,
      .one_of_nocase = true},
+    {.key = "vae", .type = RP_V_STRING, .default_json = "null", .nullable = true, .max_len = MAX_NAME_CHARS},
 };
 
 static const rp_v_rule LORA_ITEM[] = {
@@ -213,7 +237,49 @@ static int check_size(sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *err)
                     "width x height x num_images = %dx%dx%d = %ld pixels is over this worker's budget of %ld "
                     "pixels (SDXL_MAX_PIXELS); ask for fewer or smaller images.",
                     j->width, j->height, j->num_images, pixels, lim->max_pixels);
+    long budget = lim->max_pixel_steps > 0 ? lim->max_pixel_steps : SDXL_DEFAULT_MAX_PIXEL_STEPS;
+    if (pixels * j->steps > budget) /* at most 2048² x 4 x 150: no overflow */
+        return fail(err, SDXL_INVALID_INPUT,
+                    "width x height x num_images x steps = %dx%dx%dx%d = %ld pixel-steps is over this worker's "
+                    "budget of %ld (SDXL_MAX_PIXEL_STEPS); ask for fewer steps, or fewer or smaller images.",
+                    j->width, j->height, j->num_images, j->steps, pixels * j->steps, budget);
     return 0;
+}
+
+/* ---- the prompts' chunks ------------------------------------------------------- */
+
+static sd_tokenizer *tokenizer;
+static pthread_once_t tokenizer_once = PTHREAD_ONCE_INIT;
+static void make_tokenizer(void) { tokenizer = sd_tokenizer_new(); } /* immutable, shared by all jobs */
+
+/* The 75-token chunks the engine will encode for a text, read as it reads
+ * them (sd/prompt.h: tags cut from the prompt only); 0 when the text cannot
+ * be read (the engine then says why). */
+static size_t chunks_of(const char *text, bool negative)
+{
+    sd_prompt_options opts = SD_PROMPT_OPTIONS_DEFAULT;
+    opts.strip_extra_networks = !negative;
+    sd_prompt p;
+    char why[256];
+    if (sd_prompt_prepare(tokenizer, text, strlen(text), &opts, &p, why, sizeof why)) return 0;
+    size_t n = p.n_chunks;
+    sd_prompt_free(&p);
+    return n;
+}
+
+/* Every chunk is a text-encoder pass and 77 more context tokens in every
+ * cross-attention of every step, so their number is capped. */
+static int check_prompt_chunks(const sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *err)
+{
+    pthread_once(&tokenizer_once, make_tokenizer);
+    if (!tokenizer) return fail(err, SDXL_OUT_OF_MEMORY, "out of memory for the tokenizer");
+    long cap = lim->max_prompt_chunks > 0 ? lim->max_prompt_chunks : SDXL_DEFAULT_MAX_PROMPT_CHUNKS;
+    size_t pos = chunks_of(j->prompt, false), neg = chunks_of(j->negative_prompt, true);
+    if ((long)(pos + neg) <= cap) return 0;
+    return fail(err, SDXL_INVALID_INPUT,
+                "prompt and negative_prompt take %zu + %zu = %zu chunks of 75 tokens (each BREAK starts one), over "
+                "this worker's limit of %ld chunks together (SDXL_MAX_PROMPT_CHUNKS); shorten them or use fewer "
+                "BREAKs.", pos, neg, pos + neg, cap);
 }
 
 static int resolve_sampler(sdxl_job *j, sdxl_error *err)
@@ -236,27 +302,40 @@ static int resolve_output(sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *e
     return 0;
 }
 
-/* The bytes of `image`: fetched when it is an http(s) URL (public
- * addresses only, size-capped, time-limited: image/fetch.h), else decoded
- * from base64 or a data URI. */
-static int image_bytes(const char *text, uint8_t **bytes, size_t *len, sdxl_error *err)
+/* The bytes of the image field `key`: fetched when it is an http(s) URL
+ * (public addresses only, size-capped, time-limited: image/fetch.h), else
+ * decoded from base64 or a data URI. */
+static int image_bytes(const char *key, const char *text, uint8_t **bytes, size_t *len, sdxl_error *err)
 {
     char why[512];
     if (strncmp(text, "http://", 7) && strncmp(text, "https://", 8)) {
         if (b64_decode(text, strlen(text), SDXL_MAX_IMAGE_BYTES, bytes, len, why, sizeof why))
-            return fail(err, SDXL_INVALID_INPUT, "image is not valid base64: %s", why);
+            return fail(err, SDXL_INVALID_INPUT, "%s is not valid base64: %s", key, why);
         return 0;
     }
     img_fetch_opts o;
     img_fetch_opts_default(&o);
     o.max_bytes = SDXL_MAX_IMAGE_BYTES;
     if (img_fetch(text, &o, bytes, len, why, sizeof why) != IMG_FETCH_OK)
-        return fail(err, SDXL_INVALID_INPUT, "image could not be fetched: %s", why);
+        return fail(err, SDXL_INVALID_INPUT, "%s could not be fetched: %s", key, why);
     return 0;
 }
 
-/* img2img: `image` is a PNG, JPEG or WebP file as base64, a data URI or an
- * http(s) URL. */
+/* The image field `key` (a PNG, JPEG or WebP file as base64, a data URI or
+ * an http(s) URL), decoded. */
+static int decode_image_field(const char *key, const char *text, img_rgb *out, sdxl_error *err)
+{
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    char why[512];
+    if (image_bytes(key, text, &bytes, &len, err)) return -1;
+    img_limits limits = {.max_pixels = (uint64_t)SDXL_MAX_SIDE * SDXL_MAX_SIDE, .max_side = 4 * SDXL_MAX_SIDE};
+    int rc = img_decode(bytes, len, &limits, out, why, sizeof why);
+    free(bytes);
+    return rc ? fail(err, SDXL_INVALID_INPUT, "%s: %s", key, why) : 0;
+}
+
+/* img2img: `image`. */
 static int resolve_image(sdxl_job *j, sdxl_error *err)
 {
     const char *text = str_or(j, "image", NULL);
@@ -265,16 +344,88 @@ static int resolve_image(sdxl_job *j, sdxl_error *err)
             return fail(err, SDXL_INVALID_INPUT, "strength is for img2img and needs an image.");
         return 0;
     }
-    uint8_t *bytes = NULL;
-    size_t len = 0;
-    char why[512];
-    if (image_bytes(text, &bytes, &len, err)) return -1;
-    img_limits limits = {.max_pixels = (uint64_t)SDXL_MAX_SIDE * SDXL_MAX_SIDE, .max_side = 4 * SDXL_MAX_SIDE};
-    int rc = img_decode(bytes, len, &limits, &j->image, why, sizeof why);
-    free(bytes);
-    if (rc) return fail(err, SDXL_INVALID_INPUT, "image: %s", why);
+    if (decode_image_field("image", text, &j->image, err)) return -1;
     j->has_image = true;
     j->strength = num_or(j, "strength", SD_IMG2IMG_STRENGTH_DEFAULT);
+    return 0;
+}
+
+/* The first of `keys` the job gives, or NULL. */
+static const char *first_present(const sdxl_job *j, const char *const *keys)
+{
+    for (; *keys; keys++)
+        if (present(j, *keys)) return *keys;
+    return NULL;
+}
+
+/* Inpainting: `mask` (decoded as `image`, the image's size; its luminance
+ * counts, white repaints) with `image`; strength defaults to A1111's 0.75. */
+static int resolve_mask(sdxl_job *j, sdxl_error *err)
+{
+    static const char *const INPAINT_ONLY[] = {"mask_blur", "inpaint_area", "inpaint_padding", NULL};
+    const char *text = str_or(j, "mask", NULL), *stray = first_present(j, INPAINT_ONLY);
+    if (!text) return stray ? fail(err, SDXL_INVALID_INPUT, "%s is for inpainting and needs a mask.", stray) : 0;
+    if (!j->has_image) return fail(err, SDXL_INVALID_INPUT, "mask needs an image (the picture to repaint).");
+    img_rgb m = {0};
+    if (decode_image_field("mask", text, &m, err)) return -1;
+    if (m.width != j->image.width || m.height != j->image.height) {
+        fail(err, SDXL_INVALID_INPUT, "mask must be the image's size (%dx%d); got %dx%d.", j->image.width,
+             j->image.height, m.width, m.height);
+        img_rgb_free(&m);
+        return -1;
+    }
+    j->mask = malloc((size_t)m.width * m.height);
+    if (j->mask) img_mask_from_rgb(m.rgb, m.width, m.height, j->mask);
+    img_rgb_free(&m);
+    if (!j->mask) return fail(err, SDXL_OUT_OF_MEMORY, "out of memory while reading the mask");
+    if (!img_mask_any(j->mask, j->image.width, j->image.height))
+        return fail(err, SDXL_INVALID_INPUT, "mask is all black: nothing to repaint (white marks the area to repaint).");
+    j->strength = num_or(j, "strength", SD_INPAINT_STRENGTH_DEFAULT);
+    j->mask_blur = (int)num_or(j, "mask_blur", SD_INPAINT_BLUR_DEFAULT);
+    j->inpaint_area = !strcmp(str_or(j, "inpaint_area", "whole"), "masked") ? SD_INPAINT_MASKED : SD_INPAINT_WHOLE;
+    j->inpaint_padding = (int)num_or(j, "inpaint_padding", SD_INPAINT_PADDING_DEFAULT);
+    return 0;
+}
+
+/* Hires fix: hr_scale on a txt2img job; the second pass counts in the
+ * pixel budget. */
+static int resolve_hires(sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *err)
+{
+    static const char *const HIRES_ONLY[] = {"hr_upscaler", "hr_steps", "denoising_strength", NULL};
+    const char *stray = first_present(j, HIRES_ONLY);
+    if (!present(j, "hr_scale"))
+        return stray ? fail(err, SDXL_INVALID_INPUT, "%s is for hires fix and needs hr_scale%s.", stray,
+                            strcmp(stray, "denoising_strength") ? "" : " (img2img and inpainting take strength)")
+                     : 0;
+    if (j->has_image)
+        return fail(err, SDXL_INVALID_INPUT, "hr_scale (hires fix) is for txt2img; it cannot be used with image.");
+    char why[256];
+    if (sd_hires_upscaler_parse(str_or(j, "hr_upscaler", "Latent"), &j->hr_upscaler, why, sizeof why))
+        return fail(err, SDXL_INVALID_INPUT, "hr_upscaler: %s.", why);
+    j->hires = true;
+    j->hr_scale = num_or(j, "hr_scale", 2.0);
+    j->hr_steps = (int)num_or(j, "hr_steps", 0);
+    j->denoising_strength = num_or(j, "denoising_strength", SD_HIRES_STRENGTH_DEFAULT);
+    int m = lim->size_multiple > 8 ? lim->size_multiple : 8, w2, h2;
+    sd_hires_size(j->width, j->height, j->hr_scale, m, &w2, &h2);
+    long pixels = (long)w2 * h2 * j->num_images;
+    if (pixels > lim->max_pixels)
+        return fail(err, SDXL_INVALID_INPUT,
+                    "hires fix: the second pass at %dx%d (hr_scale %g) x num_images %d = %ld pixels is over this "
+                    "worker's budget of %ld pixels (SDXL_MAX_PIXELS); lower hr_scale, the size or num_images.",
+                    w2, h2, j->hr_scale, j->num_images, pixels, lim->max_pixels);
+    int steps2 = sd_hires_steps_run(j->steps, j->hr_steps, j->denoising_strength);
+    if (steps2 < 1)
+        return fail(err, SDXL_INVALID_INPUT,
+                    "denoising_strength %g with %d hires steps leaves no step to run; raise denoising_strength or "
+                    "hr_steps.", j->denoising_strength, j->hr_steps ? j->hr_steps : j->steps);
+    long budget = lim->max_pixel_steps > 0 ? lim->max_pixel_steps : SDXL_DEFAULT_MAX_PIXEL_STEPS;
+    long both = (long)j->width * j->height * j->num_images * j->steps + pixels * steps2;
+    if (both > budget)
+        return fail(err, SDXL_INVALID_INPUT,
+                    "hires fix: both passes take %ld pixel-steps (%dx%dx%d x %d steps, then %dx%dx%d x %d), over "
+                    "this worker's budget of %ld (SDXL_MAX_PIXEL_STEPS); ask for fewer steps or a smaller hr_scale.",
+                    both, j->width, j->height, j->num_images, j->steps, w2, h2, j->num_images, steps2, budget);
     return 0;
 }
 
@@ -427,6 +578,48 @@ static int resolve_loras(sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *er
     return 0;
 }
 
+/* ---- the VAE --------------------------------------------------------------------- */
+
+/* A configured VAE's file name (what the infotext's "VAE" shows, so that a
+ * job copied from an image works) or file stem. */
+static bool vae_file_named(const sdxl_vae_slot *v, const char *name)
+{
+    const char *base = v->path ? strrchr(v->path, '/') : NULL;
+    base = base ? base + 1 : v->path;
+    return base && (!strcmp(base, name) || stem_equals(v->path, name));
+}
+
+/* `vae`: one of the configured VAEs; absent or null: the checkpoint's own. */
+static int resolve_vae(sdxl_job *j, const sdxl_job_limits *lim, sdxl_error *err)
+{
+    const char *name = str_or(j, "vae", NULL);
+    j->vae = -1;
+    if (!name) return 0;
+    for (size_t i = 0; i < lim->n_vaes && j->vae < 0; i++) /* config names first, as LoRAs */
+        if (!strcmp(lim->vaes[i].name, name)) j->vae = (long)i;
+    for (size_t i = 0; i < lim->n_vaes && j->vae < 0; i++)
+        if (vae_file_named(&lim->vaes[i], name)) j->vae = (long)i;
+    if (j->vae < 0) {
+        char names[1024];
+        size_t len = 0;
+        names[0] = '\0';
+        for (size_t i = 0; i < lim->n_vaes && len + 8 < sizeof names; i++) {
+            int w = snprintf(names + len, sizeof names - len, "%s'%s'", i ? ", " : "", lim->vaes[i].name);
+            len = w < 0 || len + (size_t)w >= sizeof names ? sizeof names - 1 : len + (size_t)w;
+        }
+        return fail(err, SDXL_INVALID_INPUT,
+                    "vae names the VAE '%.200s', which this worker does not have; VAEs: %s (leave vae out for the "
+                    "checkpoint's own).", name, lim->n_vaes ? names : "none are configured");
+    }
+    const sdxl_vae_slot *v = &lim->vaes[j->vae];
+    if (!v->available)
+        return fail(err, SDXL_MODEL_UNAVAILABLE,
+                    "the VAE '%s' is not available on this worker (%s); leave vae out for the checkpoint's own, or "
+                    "fix the models config and restart the worker.", v->name, v->why ? v->why : "it failed at start-up");
+    j->vae_index = v->index;
+    return 0;
+}
+
 /* ---- the whole input ----------------------------------------------------------- */
 
 static void read_plain_fields(sdxl_job *j)
@@ -459,7 +652,8 @@ int sdxl_job_parse(const cJSON *input, const sdxl_job_limits *lim, sdxl_job *job
     read_plain_fields(job);
     if (resolve_cfg(job, err) || check_size(job, lim, err) || resolve_seed(job, err) ||
         resolve_sampler(job, err) || resolve_output(job, lim, err) || resolve_loras(job, lim, err) ||
-        resolve_image(job, err)) {
+        check_prompt_chunks(job, lim, err) || resolve_vae(job, lim, err) || resolve_image(job, err) ||
+        resolve_mask(job, err) || resolve_hires(job, lim, err)) {
         sdxl_job_free(job);
         return -1;
     }
@@ -471,6 +665,7 @@ void sdxl_job_free(sdxl_job *job)
     cJSON_Delete(job->input);
     free(job->loras);
     img_rgb_free(&job->image);
+    free(job->mask);
     memset(job, 0, sizeof *job);
 }
 
@@ -482,22 +677,28 @@ static bool env_set(const char *name)
     return v && *v;
 }
 
+/* A whole number of at least `least` from the environment, else fallback
+ * (with a warning when the variable is set but unusable). */
+static long env_count(const char *name, long least, long fallback)
+{
+    const char *v = getenv(name);
+    if (!v || !*v) return fallback;
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (!errno && !*end && n >= least) return n;
+    rp_warn("%s=%s is not a whole number of at least %ld; using %ld.", name, v, least, fallback);
+    return fallback;
+}
+
 void sdxl_job_limits_from_env(sdxl_job_limits *lim)
 {
     memset(lim, 0, sizeof *lim);
-    lim->max_pixels = SDXL_DEFAULT_MAX_PIXELS;
     lim->size_multiple = 8;
-    const char *v = getenv("SDXL_MAX_PIXELS");
-    if (v && *v) {
-        char *end;
-        errno = 0;
-        long n = strtol(v, &end, 10);
-        if (errno || *end || n < (long)SDXL_MIN_SIDE * SDXL_MIN_SIDE)
-            rp_warn("SDXL_MAX_PIXELS=%s is not a whole number of at least %d; using %ld.", v,
-                    SDXL_MIN_SIDE * SDXL_MIN_SIDE, lim->max_pixels);
-        else
-            lim->max_pixels = n;
-    }
+    lim->max_pixels = env_count("SDXL_MAX_PIXELS", (long)SDXL_MIN_SIDE * SDXL_MIN_SIDE, SDXL_DEFAULT_MAX_PIXELS);
+    lim->max_pixel_steps = env_count("SDXL_MAX_PIXEL_STEPS", (long)SDXL_MIN_SIDE * SDXL_MIN_SIDE,
+                                     SDXL_DEFAULT_MAX_PIXEL_STEPS);
+    lim->max_prompt_chunks = env_count("SDXL_MAX_PROMPT_CHUNKS", 2, SDXL_DEFAULT_MAX_PROMPT_CHUNKS);
     lim->bucket = env_set("BUCKET_ENDPOINT_URL") && env_set("BUCKET_ACCESS_KEY_ID") &&
                   env_set("BUCKET_SECRET_ACCESS_KEY");
 }

@@ -1,7 +1,7 @@
 /* The result of a finished job (handler.h's shape): each image encoded as
  * PNG/JPEG/WebP with A1111's `parameters` infotext (image/infotext.h:
- * sampler + schedule type, Model hash AutoV2, Model, Lora hashes AutoV3,
- * Version), returned as base64 or uploaded to the bucket with a presigned
+ * sampler + schedule type, Model hash AutoV2, Model, VAE hash and VAE of a
+ * chosen VAE, Lora hashes AutoV3, TI hashes, Version), returned as base64 or uploaded to the bucket with a presigned
  * URL (s3/s3.h), plus the original worker's `image` and `metadata` and the
  * stage timings. Results over RunPod's payload limits are logged with a
  * pointer to return_type "url". With SDXL_OUTPUT_DIR set, every image is also
@@ -50,15 +50,48 @@ static char *lora_hashes(const sdxl_result_in *in)
     return text;
 }
 
+/* A1111's extra_generation_params of inpainting ("Mask blur" when
+ * blurred, "Inpaint area" and "Masked area padding" for only masked) and of
+ * hires fix ("Hires upscale", "Hires steps" when given, "Hires upscaler"),
+ * in A1111's order; nums holds their numbers. Returns how many. */
+static size_t edit_params(const sdxl_job *j, infotext_param *extra, char nums[3][32])
+{
+    size_t n = 0;
+    if (j->mask && j->mask_blur > 0)
+        extra[n++] = (infotext_param){.key = "Mask blur", .value = infotext_number(j->mask_blur, nums[0])};
+    if (j->mask && j->inpaint_area == SD_INPAINT_MASKED) {
+        extra[n++] = (infotext_param){.key = "Inpaint area", .value = "Only masked"};
+        extra[n++] = (infotext_param){.key = "Masked area padding", .value = infotext_number(j->inpaint_padding, nums[1])};
+    }
+    if (j->hires) {
+        extra[n++] = (infotext_param){.key = "Hires upscale", .value = infotext_number(j->hr_scale, nums[0])};
+        if (j->hr_steps) extra[n++] = (infotext_param){.key = "Hires steps", .value = infotext_number(j->hr_steps, nums[1])};
+        extra[n++] = (infotext_param){.key = "Hires upscaler", .value = sd_hires_upscaler_label(j->hr_upscaler)};
+    }
+    return n;
+}
+
+/* A1111's "VAE hash" and "VAE" (modules/sd_vae.py: AutoV2 and the file's
+ * base name) of the VAE the job chose; NULL for the checkpoint's own. */
+static void chosen_vae(const sdxl_result_in *in, a1111_infotext *t)
+{
+    if (in->job->vae < 0) return;
+    const char *path = in->w->vaes[in->job->vae].path, *base = strrchr(path, '/');
+    t->vae = base ? base + 1 : path;
+    t->vae_hash = in->w->vae_hash[in->job->vae][0] ? in->w->vae_hash[in->job->vae] : NULL;
+}
+
 static char *infotext_of(const sdxl_result_in *in, int i, const char *lora_text)
 {
     const sdxl_job *j = in->job;
+    char *ti_text = in->ti ? sdxl_ti_hashes(in->w, in->ti) : NULL;
     a1111_infotext t;
     infotext_init(&t);
-    char model[256], phi[32];
-    infotext_param extra[2];
-    size_t n_extra = 0;
+    char model[256], phi[32], nums[3][32];
+    infotext_param extra[6];
+    size_t n_extra = edit_params(j, extra, nums);
     if (lora_text) extra[n_extra++] = (infotext_param){.key = "Lora hashes", .value = lora_text};
+    if (ti_text) extra[n_extra++] = (infotext_param){.key = "TI hashes", .value = ti_text};
     if (j->guidance_rescale > 0)
         extra[n_extra++] = (infotext_param){.key = "CFG Rescale phi", .value = infotext_number(j->guidance_rescale, phi)};
     t.prompt = j->prompt;
@@ -68,17 +101,20 @@ static char *infotext_of(const sdxl_result_in *in, int i, const char *lora_text)
     t.schedule_type = sd_schedule_label(in->out->choice.schedule);
     t.cfg_scale = j->cfg_scale;
     t.seed = (int64_t)in->out->seeds[i];
-    t.width = in->out->width;
-    t.height = in->out->height;
+    t.width = j->width; /* A1111: the size the model ran at (a hires fix's first pass) */
+    t.height = j->height;
     t.model_hash = in->w->model_hash[0] ? in->w->model_hash : NULL;
     t.model = infotext_model_name(in->w->paths.checkpoint.path, model, sizeof model);
-    t.denoising_strength = j->has_image ? j->strength : NAN;
+    chosen_vae(in, &t);
+    t.denoising_strength = j->has_image ? j->strength : j->hires ? j->denoising_strength : NAN;
     t.clip_skip = j->clip_skip;
     t.rng = j->rng == SD_RNG_CPU ? "CPU" : NULL;
     t.extra = extra;
     t.n_extra = n_extra;
     t.version = "sdxl-worker " SDXL_WORKER_VERSION;
-    return infotext_build(&t);
+    char *text = infotext_build(&t);
+    free(ti_text);
+    return text;
 }
 
 /* ---- one image ------------------------------------------------------------------ */
@@ -188,8 +224,24 @@ static cJSON *metadata_json(const sdxl_result_in *in)
     cJSON_AddStringToObject(m, "rng", j->rng == SD_RNG_CPU ? "cpu" : "cuda");
     if (j->guidance_rescale > 0) cJSON_AddNumberToObject(m, "guidance_rescale", j->guidance_rescale);
     if (j->has_image) cJSON_AddNumberToObject(m, "strength", j->strength);
+    if (j->mask) {
+        cJSON_AddNumberToObject(m, "mask_blur", j->mask_blur);
+        cJSON_AddStringToObject(m, "inpaint_area", j->inpaint_area == SD_INPAINT_MASKED ? "masked" : "whole");
+        if (j->inpaint_area == SD_INPAINT_MASKED) cJSON_AddNumberToObject(m, "inpaint_padding", j->inpaint_padding);
+    }
+    if (j->hires) {
+        cJSON_AddNumberToObject(m, "hr_scale", j->hr_scale);
+        cJSON_AddStringToObject(m, "hr_upscaler", sd_hires_upscaler_label(j->hr_upscaler));
+        cJSON_AddNumberToObject(m, "hr_steps", j->hr_steps ? j->hr_steps : j->steps);
+        cJSON_AddNumberToObject(m, "denoising_strength", j->denoising_strength);
+    }
     cJSON_AddStringToObject(m, "model", in->w->model_name);
     cJSON_AddItemToObject(m, "loras", loras_json(in));
+    if (j->vae >= 0) cJSON_AddStringToObject(m, "vae", in->w->vaes[j->vae].name);
+    cJSON *embeddings = in->ti ? sdxl_ti_json(in->w, in->ti) : NULL;
+    if (embeddings) cJSON_AddItemToObject(m, "embeddings", embeddings);
+    cJSON_AddStringToObject(m, "device", in->out->device ? in->out->device : "cpu");
+    cJSON_AddNumberToObject(m, "peak_memory_mb", round(in->out->peak_memory_bytes / 1048576.0 * 10) / 10);
     return m;
 }
 

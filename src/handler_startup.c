@@ -1,7 +1,8 @@
 /* The worker's start-up (handler.h): before the first job is taken the model
- * store makes the checkpoint and the LoRA stack present and verified, their
- * hashes are computed for the infotext (AutoV2, AutoV3), and the engine is
- * loaded once; it then stays warm. Then the RunPod runtime runs the handler.
+ * store makes the checkpoint, the LoRA stack, the VAEs and the embeddings
+ * present and verified, their hashes are computed for the infotext (AutoV2,
+ * AutoV3), and the engine is loaded once with the VAEs and embeddings
+ * (handler_extras.c); it then stays warm. Then the RunPod runtime runs the handler.
  * A failure leaves the worker serving MODEL_UNAVAILABLE with the reason, and
  * a later job tries again (handler.c). */
 #include "handler_impl.h"
@@ -17,6 +18,7 @@ static void clear_models(sdxl_worker *w)
 {
     sd_engine_free(w->engine);
     w->engine = NULL;
+    sdxl_worker_free_extras(w);
     free(w->stack);
     free(w->lora_hash);
     w->stack = NULL;
@@ -109,6 +111,34 @@ static int ensure_models(sdxl_worker *w, models_env *env)
     return 0;
 }
 
+/* On a GPU, the configured LoRA stack merged and every weight uploaded
+ * before the first job (sd_engine_warm_up); a failure here is logged and
+ * left to the first job to report. */
+static void warm_up(sdxl_worker *w)
+{
+    if (strcmp(sd_backend_name(sd_engine_backend(w->engine)), "cuda")) return;
+    double t0 = sd_now_seconds();
+    sd_lora_spec *specs = calloc(w->limits.n_stack + 1, sizeof *specs);
+    size_t n = 0;
+    for (size_t i = 0; specs && i < w->limits.n_stack; i++)
+        if (w->stack[i].available)
+            specs[n++] = (sd_lora_spec){.path = w->stack[i].path, .name = w->stack[i].name,
+                                        .te_multiplier = (float)w->stack[i].scale,
+                                        .unet_multiplier = (float)w->stack[i].scale};
+    char err[SDXL_ERROR_MAX] = "";
+    if (specs && sd_engine_set_loras(w->engine, specs, n, NULL, err, sizeof err) != SD_LORA_OK)
+        rp_warn("warm-up: the configured LoRAs: %s", err);
+    free(specs);
+    if (sd_engine_warm_up(w->engine, err, sizeof err) != SD_OK) {
+        rp_warn("warm-up: %s", err);
+        return;
+    }
+    sd_mem_stats m;
+    sd_backend_mem(sd_engine_backend(w->engine), &m);
+    rp_info("warm-up: %.1f MB of weights on the device, %.1f MB in use, in %.1f s", m.weight_bytes / 1048576.0,
+            m.device_used_peak / 1048576.0, sd_now_seconds() - t0);
+}
+
 void sdxl_worker_load(sdxl_worker *w)
 {
     clear_models(w);
@@ -126,14 +156,24 @@ void sdxl_worker_load(sdxl_worker *w)
     sd_status st = sd_engine_load(w->paths.checkpoint.path, NULL, &w->engine, err, sizeof err);
     if (st != SD_OK) {
         w->engine = NULL;
-        set_unavailable(w, "the checkpoint could not be loaded: ", err);
+        set_unavailable(w, st == SD_EDEVICE ? "the engine could not start: " : "the checkpoint could not be loaded: ",
+                        err);
         return;
     }
+    if (sdxl_worker_load_extras(w)) {
+        sd_engine_free(w->engine);
+        w->engine = NULL;
+        set_unavailable(w, "out of memory at start-up", "");
+        return;
+    }
+    rp_info("device: %s", sd_engine_device(w->engine));
+    warm_up(w);
     w->limits.size_multiple = sd_engine_size_multiple(w->engine);
     w->unavailable[0] = '\0';
-    rp_info("engine ready in %.1f s: %s (%s, model hash %s), %zu LoRAs configured", sd_now_seconds() - t0,
-            w->model_name, w->paths.checkpoint.path, w->model_hash[0] ? w->model_hash : "unknown",
-            w->limits.n_stack);
+    rp_info("engine ready in %.1f s: %s (%s, model hash %s), %zu LoRAs, %zu VAEs and %zu embeddings configured",
+            sd_now_seconds() - t0, w->model_name, w->paths.checkpoint.path,
+            w->model_hash[0] ? w->model_hash : "unknown", w->limits.n_stack, w->paths.n_vaes,
+            w->paths.n_embeddings);
 }
 
 sdxl_worker *sdxl_worker_start(void)
@@ -145,7 +185,9 @@ sdxl_worker *sdxl_worker_start(void)
     w->has_bucket = s3_bucket_from_env(&w->bucket) == 0;
     const char *dir = getenv("SDXL_OUTPUT_DIR");
     snprintf(w->output_dir, sizeof w->output_dir, "%s", dir ? dir : "");
-    rp_info("job limits: at most %ld pixels per job (SDXL_MAX_PIXELS), return_type url %s", w->limits.max_pixels,
+    rp_info("job limits: at most %ld pixels (SDXL_MAX_PIXELS), %ld pixel-steps (SDXL_MAX_PIXEL_STEPS) and %ld "
+            "prompt chunks (SDXL_MAX_PROMPT_CHUNKS) per job, return_type url %s", w->limits.max_pixels,
+            w->limits.max_pixel_steps, w->limits.max_prompt_chunks,
             w->has_bucket ? "uploads to the bucket" : "unavailable (no BUCKET_* variables)");
     sdxl_worker_load(w);
     return w;

@@ -235,6 +235,41 @@ static void test_missing_tensor_is_named(void **state)
     expect_broken(w, "missing tensor \"conditioner.embedders.1.model.transformer.resblocks.1.attn.in_proj_bias\"", NULL);
 }
 
+/* Text-encoder depth comes from the layer numbers: a layer whose tensors
+ * are renamed or renumbered is an error naming it, never a shallower
+ * encoder (issue 16; before, bigG's depth was the first number without an
+ * in_proj_weight). */
+static void test_text_encoder_layers_are_contiguous_and_complete(void **state)
+{
+    sdxl_hparams hp;
+    stw *w = tiny_writer(&hp);
+    assert_int_equal(stw_remove(w, "conditioner.embedders.1.model.transformer.resblocks.1.attn.in_proj_weight"), 0);
+    assert_int_equal(stw_add(w, "conditioner.embedders.1.model.transformer.resblocks.1.attn.in_proj_weight_",
+                             "F16", 2, (int64_t[]){48, 16}, NULL), 0);
+    expect_broken(w, "OpenCLIP-bigG layer 1 of 2 is incomplete: missing tensor "
+                  "\"conditioner.embedders.1.model.transformer.resblocks.1.attn.in_proj_weight\"", NULL);
+    w = tiny_writer(&hp);
+    assert_int_equal(stw_remove(w, "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight"), 0);
+    expect_broken(w, "OpenCLIP-bigG layer 0 of 2 is incomplete", NULL);
+
+    /* layer 0 of CLIP-L renumbered 2: layer 0 is missing */
+    w = tiny_writer(&hp);
+    assert_true(stw_remove_prefix(w, "conditioner.embedders.0.transformer.text_model.encoder.layers.0.") > 0);
+    assert_int_equal(stw_add(w, "conditioner.embedders.0.transformer.text_model.encoder.layers.2.layer_norm1.weight",
+                             "F16", 1, (int64_t[]){8}, NULL), 0);
+    expect_broken(w, "CLIP-L layer 0 is missing", "layers up to 2 exist");
+
+    /* a layer number that is not one */
+    w = tiny_writer(&hp);
+    assert_int_equal(stw_add(w, "conditioner.embedders.1.model.transformer.resblocks.07.ln_1.weight", "F16", 1,
+                             (int64_t[]){16}, NULL), 0);
+    expect_broken(w, "resblocks.07.ln_1.weight\" has no layer number", NULL);
+    w = tiny_writer(&hp);
+    assert_int_equal(stw_add(w, "conditioner.embedders.1.model.transformer.resblocks.99999999999.ln_1.weight", "F16",
+                             1, (int64_t[]){16}, NULL), 0);
+    expect_broken(w, "has no layer number below 256", NULL);
+}
+
 static void test_inconsistent_widths(void **state)
 {
     sdxl_hparams hp;
@@ -356,6 +391,12 @@ static void test_other_model_families_are_named(void **state)
     expect_kind(CKPT_LORA, "LoRA", 4, NAMES("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight",
                                             "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight"));
     expect_kind(CKPT_LORA, "LoRA", 4, NAMES("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight"));
+    /* train_dreambooth_lora_sdxl.py's layout (diffusers' convert_state_dict_to_diffusers): once read as a UNet */
+    expect_kind(CKPT_LORA, "LoRA adapter (key \"unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k.lora.down.weight\")", 4,
+                NAMES("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k.lora.down.weight",
+                      "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k.lora.up.weight"));
+    expect_kind(CKPT_LORA, "LoRA", 4, NAMES("text_encoder.encoder.layers.0.self_attn.q_proj.lora_linear_layer.down.weight",
+                                            "text_encoder.encoder.layers.0.self_attn.q_proj.lora_linear_layer.up.weight"));
     expect_kind(CKPT_LORA, "LyCORIS LoHa", 4, NAMES("lora_unet_input_blocks_4_1_proj_in.hada_w1_a",
                                                     "lora_unet_input_blocks_4_1_proj_in.hada_w1_b"));
     expect_kind(CKPT_LORA, "LyCORIS LoKr", 4, NAMES("lora_unet_input_blocks_4_1_proj_in.lokr_w1"));
@@ -417,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_small_reference_model_matches_config_json),
         cmocka_unit_test(test_wrong_shape_is_named_with_expected_shape),
         cmocka_unit_test(test_missing_tensor_is_named),
+        cmocka_unit_test(test_text_encoder_layers_are_contiguous_and_complete),
         cmocka_unit_test(test_inconsistent_widths),
         cmocka_unit_test(test_bad_metadata_values),
         cmocka_unit_test(test_non_float_and_odd_structures),

@@ -20,7 +20,6 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <regex.h>
 #include <signal.h>
@@ -114,16 +113,11 @@ static void start_moto(const char *venv, int port)
     snprintf(bin, sizeof bin, "%s/bin/moto_server", venv);
     snprintf(port_arg, sizeof port_arg, "%d", port);
     snprintf(log, sizeof log, "%s/moto.log", tmp);
-    moto = fork();
-    assert_true(moto >= 0);
-    if (moto == 0) {
-        setenv("INITIAL_NO_AUTH_ACTION_COUNT", "3", 1); /* the three IAM calls below */
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(bin, "moto_server", "-H", "127.0.0.1", "-p", port_arg, (char *)NULL);
-        _exit(127);
-    }
+    const char *env[] = {"INITIAL_NO_AUTH_ACTION_COUNT=3", NULL}; /* the three IAM calls below */
+    char *argv[] = {"moto_server", "-H", "127.0.0.1", "-p", port_arg, NULL};
+    tu_spawn_spec spec = {.path = bin, .argv = argv, .env = env, .stdout_path = log, .stderr_path = log};
+    moto = tu_spawn(&spec);
+    assert_true(moto > 0);
     for (int i = 0; i < 600 && !port_open(port); i++) usleep(50000);
     assert_true(port_open(port));
 }

@@ -644,6 +644,9 @@ static void test_decode_refuses_bombs_truncation_and_other_formats(void **state)
         {"jpeg_huge_sof.bin", "over the limit"},
         {"png_truncated.bin", "invalid PNG"},
         {"jpeg_truncated.bin", "truncated"},
+        /* SOF claims 8000x500 over 32x32 of data (baseline, progressive): was padded with grey */
+        {"regress_jpeg_sof_claims_more_than_data.bin", "ends before the 8000x500 pixels its header claims"},
+        {"regress_jpeg_progressive_sof_claims_more.bin", "ends before the 8000x500 pixels its header claims"},
         {"webp_truncated.bin", "WebP"},
         {"gif.bin", "a GIF image"},
         {"html.bin", "HTML/XML text"},

@@ -36,20 +36,7 @@
 static small_model g;
 static img_rgb init_image;
 
-static int load_init_image(void)
-{
-    char err[512];
-    size_t len;
-    char *png = tu_read_file(SMALL "img2img_init.png", &len);
-    img_limits lim;
-    img_limits_default(&lim);
-    int rc = !png || img_decode((const uint8_t *)png, len, &lim, &init_image, err, sizeof err);
-    if (rc) fprintf(stderr, "init image: %s\n", png ? err : "cannot read");
-    free(png);
-    return rc ? -1 : 0;
-}
-
-static int setup(void **state) { return small_model_open(&g, "goldens_img2img") || load_init_image() ? -1 : 0; }
+static int setup(void **state) { return small_model_open(&g, "goldens_img2img") || small_model_read_image(SMALL "img2img_init.png", &init_image) ? -1 : 0; }
 
 static int teardown(void **state)
 {
@@ -237,18 +224,6 @@ static void test_matches_diffusers_img2img(void **state)
 
 /* ---- progress, cancellation, errors ------------------------------------------------ */
 
-typedef struct {
-    int calls, last, total;
-} progress_log;
-
-static int on_progress(void *ctx, int step, int total)
-{
-    progress_log *log = ctx;
-    assert_int_equal(step, log->last + 1);
-    log->calls++, log->last = step, log->total = total;
-    return 0;
-}
-
 static void test_progress_counts_the_steps_run(void **state)
 {
     const char *samplers[] = {"Euler", "Heun", "DPM2 a"};
@@ -257,8 +232,8 @@ static void test_progress_counts_the_steps_run(void **state)
         p.gen.sampler = samplers[i];
         p.gen.steps = 6;
         p.strength = 0.5;
-        progress_log log = {0};
-        p.gen.progress = on_progress, p.gen.progress_ctx = &log;
+        small_progress log = {0};
+        p.gen.progress = small_progress_step, p.gen.progress_ctx = &log;
         sd_image_out out;
         run_ok(&p, &out);
         assert_int_equal(out.steps_run, 3);
@@ -285,9 +260,8 @@ static void expect_invalid(const sd_img2img_params *p, const char *needle)
 {
     sd_image_out out;
     char err[512] = "";
-    assert_int_equal(sd_img2img(g.engine, p, &out, err, sizeof err), SD_EINVALID);
-    if (!strstr(err, needle)) fail_msg("error \"%s\" lacks \"%s\"", err, needle);
-    assert_null(out.rgb);
+    sd_status st = sd_img2img(g.engine, p, &out, err, sizeof err);
+    small_expect_invalid(st, err, &out, needle);
 }
 
 static void test_bad_inputs_are_clear_errors(void **state)

@@ -213,6 +213,37 @@ static void test_builder_writes_lora_hashes_and_appended_hashes(void **state)
     free(lora);
 }
 
+/* "TI hashes": each encoder pass writes its embeddings before what the passes
+ * before it wrote; SDXL has two encoders and encodes the negative first. */
+static void test_ti_hashes_as_a1111_writes_them(void **state)
+{
+    const char *neg[] = {"EasyNegative", "bad,hands:v5"}, *neg_h[] = {"c74b4e810b03", "aa7651be154c"};
+    const char *pos[] = {"style"}, *pos_h[] = {"0123456789ab"};
+    const infotext_ti_pass n = {neg, neg_h, 2}, p = {pos, pos_h, 1}, none = {NULL, NULL, 0};
+    char *text = infotext_ti_hashes((const infotext_ti_pass[]){n, n, p, p}, 4);
+    assert_string_equal(text, "style: 0123456789ab, style: 0123456789ab, EasyNegative: c74b4e810b03, "
+                              "badhandsv5: aa7651be154c, EasyNegative: c74b4e810b03, badhandsv5: aa7651be154c");
+    free(text);
+    text = infotext_ti_hashes((const infotext_ti_pass[]){none, none, p, p}, 4);
+    assert_string_equal(text, "style: 0123456789ab, style: 0123456789ab");
+    free(text);
+    assert_null(infotext_ti_hashes((const infotext_ti_pass[]){none, none}, 2));
+    /* in the parameters line it is quoted, after Lora hashes */
+    a1111_infotext t;
+    infotext_init(&t);
+    t.prompt = "style, a cat";
+    t.steps = 20;
+    text = infotext_ti_hashes((const infotext_ti_pass[]){p, p}, 2);
+    infotext_param extra[] = {{"Lora hashes", "x: 0123456789ab", false}, {"TI hashes", text, false}};
+    t.extra = extra;
+    t.n_extra = 2;
+    char *built = infotext_build(&t);
+    assert_string_equal(built, "style, a cat\nSteps: 20, Lora hashes: \"x: 0123456789ab\", "
+                               "TI hashes: \"style: 0123456789ab, style: 0123456789ab\"");
+    free(built);
+    free(text);
+}
+
 static void test_builder_writes_controlnet_and_img2img_texts(void **state)
 {
     const char *alias[] = {"207"}, *hash[] = {"fd0e0d7d115e"};
@@ -586,6 +617,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builder_writes_the_real_sdxl_texts),
         cmocka_unit_test(test_builder_writes_lora_hashes_and_appended_hashes),
+        cmocka_unit_test(test_ti_hashes_as_a1111_writes_them),
         cmocka_unit_test(test_builder_writes_controlnet_and_img2img_texts),
         cmocka_unit_test(test_every_real_text_parses_and_rebuilds_identically),
         cmocka_unit_test(test_parser_fills_typed_fields),

@@ -22,11 +22,14 @@
  *   - accounting: modules, matches, tensors, unmatched keys listed;
  *   - malformed inputs (truncated, inconsistent shapes, shapes of another
  *     model, an SD 1.5 LoRA, a checkpoint as a LoRA, no tensors, a missing
- *     file, bad metadata) are clear errors that leave the active set as it
- *     was, and the next apply works;
+ *     file, bad metadata, zero-size dimensions next to huge ones) are clear
+ *     errors that leave the active set as it was, and the next apply works;
  *   - networks bound after an apply read the merged buffers (bigG's q/k/v
  *     as row blocks of the merged in_proj), and the checkpoint's mapping
  *     again after the empty set;
+ *   - LoRAs saved by diffusers' save_lora_weights in both training-script
+ *     layouts equal diffusers' fuse_lora; every file diffusers loads is
+ *     recognised as a LoRA;
  *   - <lora:NAME> lookup by configured name or file stem. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -555,6 +558,14 @@ static void test_spellings_land_on_the_right_rows(void **state)
          "_lora.up.weight"},
         {"text_encoder.text_model.encoder.layers.0.mlp.fc1", TE1 "encoder.layers.0.mlp.fc1.weight", 0, 64, 16, 2, 0,
          ".lora_linear_layer.down.weight", ".lora_linear_layer.up.weight"},
+        /* train_dreambooth_lora_sdxl.py's UNet spelling; text encoders as transformers 5 names them */
+        {"unet.down_blocks.1.attentions.1.transformer_blocks.2.attn1.to_v",
+         UNET "input_blocks.5.1.transformer_blocks.2.attn1.to_v.weight", 0, 24, 24, 2, 0, ".lora.down.weight",
+         ".lora.up.weight"},
+        {"text_encoder.encoder.layers.2.self_attn.out_proj", TE1 "encoder.layers.2.self_attn.out_proj.weight", 0, 16,
+         16, 2, 0, ".lora_A.weight", ".lora_B.weight"},
+        {"text_encoder_2.encoder.layers.2.self_attn.v_proj", TE2 "transformer.resblocks.2.attn.in_proj_weight", 64,
+         32, 32, 3, 0, ".lora_linear_layer.down.weight", ".lora_linear_layer.up.weight"},
     };
     size_t n = sizeof cases / sizeof cases[0];
     stw *w = stw_new();
@@ -589,6 +600,65 @@ static void test_spellings_land_on_the_right_rows(void **state)
         free(p);
     }
     free(path);
+}
+
+/* LoRAs written by diffusers' save_lora_weights from a PEFT adapter, in the
+ * two layouts of its training scripts (lora_A/lora_B as PEFT gives them; the
+ * .lora.down/.lora_linear_layer.down of train_dreambooth_lora_sdxl.py): each
+ * on its own equals diffusers' fuse_lora, with the alphas and patterns of
+ * its lora_adapter_metadata. */
+static void test_saved_layouts_match_diffusers(void **state)
+{
+    (void)state;
+    const cJSON *e;
+    size_t layouts = 0;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(g.doc, "saved")) {
+        sd_lora_spec sp = spec(cJSON_GetObjectItem(e, "file")->valuestring,
+                               (float)cJSON_GetObjectItem(e, "multiplier")->valuedouble);
+        sd_lora_stack *s = new_stack(g.ckpt32);
+        sd_lora_report r;
+        apply_ok(s, &sp, 1, &r);
+        printf("%s: ", cJSON_GetObjectItem(e, "name")->valuestring);
+        expect_goldens(s, "saved", "saved_tensors", 1e-5);
+        assert_int_equal(r.loras[0].modules, cJSON_GetObjectItem(e, "modules")->valueint);
+        assert_int_equal(r.loras[0].modules_matched, r.loras[0].modules);
+        assert_int_equal(r.loras[0].tensors, cJSON_GetObjectItem(e, "tensors_touched")->valueint);
+        assert_int_equal(r.loras[0].n_unmatched, 0);
+        assert_string_equal(r.loras[0].format, "diffusers/PEFT LoRA");
+        sd_lora_report_free(&r);
+        sd_lora_stack_free(s);
+        layouts++;
+    }
+    assert_int_equal(layouts, 2);
+}
+
+/* Every LoRA file diffusers' load_lora_weights reads is recognised as a
+ * LoRA (never as a UNet or a text encoder) and lands whole. */
+static void test_diffusers_layouts_are_recognised(void **state)
+{
+    (void)state;
+    const cJSON *e;
+    size_t files = 0;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(g.doc, "diffusers_loadable")) {
+        st_file *f;
+        char err[512], what[400];
+        assert_int_equal(st_open(e->valuestring, &f, err, sizeof err), 0);
+        ckpt_kind kind = ckpt_identify(f, what, sizeof what);
+        if (kind != CKPT_LORA) fprintf(stderr, "%s: %s\n", e->valuestring, what);
+        assert_int_equal(kind, CKPT_LORA);
+        st_close(f);
+        sd_lora_stack *s = new_stack(g.ckpt16);
+        sd_lora_spec sp = spec(e->valuestring, 1.0f);
+        sd_lora_report r;
+        apply_ok(s, &sp, 1, &r);
+        assert_int_equal(r.loras[0].modules_matched, r.loras[0].modules);
+        assert_int_equal(r.loras[0].n_unmatched, 0);
+        sd_lora_report_free(&r);
+        sd_lora_stack_free(s);
+        files++;
+    }
+    printf("%zu layouts diffusers loads, all recognised\n", files);
+    assert_true(files >= 5);
 }
 
 /* PEFT metadata: lora_alpha, alpha_pattern (a trailing run of the path),
@@ -809,6 +879,36 @@ static void test_malformed_inputs_are_refused(void **state)
     free(dora_norm);
 }
 
+/* Files whose shape arithmetic overflowed or divided by a zero rank (the
+ * fuzz corpus' regress_* seeds, made by hand: zero-size dimensions let the
+ * others be huge in a file of a few hundred bytes). Each is a clear
+ * malformed-file error, with no arithmetic done on the huge dimensions
+ * (the sanitizer build aborts on signed overflow), and no merge reached
+ * (a rank-0 factor used to divide by zero there). */
+static void test_zero_size_dimensions_are_refused(void **state)
+{
+    (void)state;
+    static const char *const seeds[] = {
+        "regress_loha_tucker_kernel_overflow", "regress_loha_flat_cols_overflow",
+        "regress_diff_flat_cols_overflow", "regress_loha_rank0_factor", "regress_lokr_rank0_factor",
+    };
+    sd_lora_stack *s = new_stack(g.ckpt16);
+    sd_lora_spec good = spec(LORAS "peft.safetensors", 1.0f);
+    apply_ok(s, &good, 1, NULL);
+    snapshot active;
+    cJSON *names = cJSON_CreateArray();
+    cJSON_AddItemToArray(names, cJSON_CreateString(UNET "input_blocks.5.1.transformer_blocks.0.attn1.to_k.weight"));
+    take_snapshot(s, names, &active);
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "fuzz/corpus/lora/%s.safetensors", seeds[i]);
+        expect_refused(s, path, SD_LORA_EFILE, "zero-size dimension", &active);
+    }
+    free_snapshot(&active);
+    cJSON_Delete(names);
+    sd_lora_stack_free(s);
+}
+
 /* ---- binding ----------------------------------------------------------------------------------- */
 
 static void test_networks_bind_the_merged_weights(void **state)
@@ -873,9 +973,12 @@ int main(void)
         cmocka_unit_test(test_switching_is_bit_identical),
         cmocka_unit_test(test_multipliers),
         cmocka_unit_test(test_spellings_land_on_the_right_rows),
+        cmocka_unit_test(test_saved_layouts_match_diffusers),
+        cmocka_unit_test(test_diffusers_layouts_are_recognised),
         cmocka_unit_test(test_peft_metadata_and_scale_tensor),
         cmocka_unit_test(test_partial_match_is_listed),
         cmocka_unit_test(test_malformed_inputs_are_refused),
+        cmocka_unit_test(test_zero_size_dimensions_are_refused),
         cmocka_unit_test(test_networks_bind_the_merged_weights),
         cmocka_unit_test(test_find_by_name_or_stem),
     };

@@ -165,7 +165,7 @@ static void test_images_match_diffusers(void **state)
 {
     (void)state;
     char err[1024] = "";
-    sd_engine_options opts = {.cpu.threads = 1};
+    sd_engine_options opts = {.device.cpu.threads = 1};
     sd_engine *e;
     if (sd_engine_load(SMALL "sdxl_small.safetensors", &opts, &e, err, sizeof err)) fprintf(stderr, "%s\n", err);
     assert_non_null(e);
@@ -183,7 +183,7 @@ static void test_merged_file_matches_diffusers(void **state)
 {
     (void)state;
     char err[1024] = "";
-    sd_engine_options opts = {.cpu.threads = 1};
+    sd_engine_options opts = {.device.cpu.threads = 1};
     sd_engine *e;
     if (sd_engine_load(g.merged_path, &opts, &e, err, sizeof err)) fprintf(stderr, "%s\n", err);
     assert_non_null(e);

@@ -84,6 +84,32 @@ static void test_full_shape_and_path_entries(void **state)
     models_config_free(&c);
 }
 
+static void test_vaes_and_embeddings(void **state)
+{
+    const char *json =
+        "{\"checkpoint\": {\"name\": \"C\", \"path\": \"/c.safetensors\"}, \"loras\": [],"
+        " \"vae\": {\"name\": \"SDXL VAE\", \"url\": \"https://h/v\", \"filename\": \"sdxl_vae.safetensors\"},"
+        " \"vaes\": [{\"name\": \"fp16 fix\", \"path\": \"vae/fix.safetensors\"}],"
+        " \"embeddings\": [{\"name\": \"negativeXL_D\", \"url\": \"https://h/e\", \"filename\": \"negativeXL_D.safetensors\","
+        "   \"sha256\": \"0000000000000000000000000000000000000000000000000000000000000001\"},"
+        "  {\"name\": \"style\", \"path\": \"/e/style.safetensors\"}]}";
+    models_config c;
+    char err[512];
+    assert_int_equal(models_config_parse(json, strlen(json), "/cfg", &c, err, sizeof err), 0);
+    assert_int_equal(c.n_vaes, 2);
+    assert_string_equal(c.vaes[0].name, "SDXL VAE"); /* "vae" comes first */
+    assert_string_equal(c.vaes[0].filename, "sdxl_vae.safetensors");
+    assert_string_equal(c.vaes[1].path, "/cfg/vae/fix.safetensors");
+    assert_int_equal(c.n_embeddings, 2);
+    assert_string_equal(c.embeddings[0].sha256, "0000000000000000000000000000000000000000000000000000000000000001");
+    assert_string_equal(c.embeddings[1].filename, "style.safetensors");
+    models_config_free(&c);
+    const char *none = "{\"checkpoint\": {\"name\": \"C\", \"path\": \"/c\"}, \"vae\": null}";
+    assert_int_equal(models_config_parse(none, strlen(none), NULL, &c, err, sizeof err), 0);
+    assert_int_equal(c.n_vaes + c.n_embeddings, 0);
+    models_config_free(&c);
+}
+
 static void test_bad_configs_are_named(void **state)
 {
     static const struct { const char *json, *why; } cases[] = {
@@ -116,6 +142,21 @@ static void test_bad_configs_are_named(void **state)
         {"{\"checkpoint\": {\"name\": \"c\", \"url\": \"https://h/x\", \"filename\": \"a\"}, \"loras\": [{\"name\": \"l\", \"url\": \"https://h/l\", \"filename\": \"l\", \"scale\": 1}, {\"name\": \"l\", \"url\": \"https://h/m\", \"filename\": \"m\", \"scale\": 1}]}", "loras[1]: name \"l\" is already used by loras[0]"},
         {"{\"checkpoint\": {\"name\": \"c\", \"url\": \"https://h/x\", \"filename\": \"a\"}, \"loras\": [{\"name\": \"l\", \"url\": \"https://h/l\", \"filename\": \"l\", \"scale\": 1}, {\"name\": \"m\", \"url\": \"https://h/m\", \"filename\": \"l\", \"scale\": 1}]}", "loras[1]: filename \"l\" is already used by loras[0]"},
         {"{\"checkpoint\": {\"name\": \"c\", \"url\": \"https://h/x\", \"filename\": \"a\"}, \"loras\": [3]}", "loras[0] must be an object"},
+#define CK "{\"checkpoint\": {\"name\": \"c\", \"url\": \"https://h/x\", \"filename\": \"a\"}, "
+        {CK "\"vae\": []}", "vae must be an object"},
+        {CK "\"vae\": {\"name\": \"v\", \"path\": \"/v\", \"scale\": 1}}", "vae: \"scale\" applies to LoRAs only"},
+        {CK "\"vae\": {\"name\": \"v\", \"url\": \"https://h/v\"}}", "vae: \"filename\" is required with \"url\""},
+        {CK "\"vaes\": {}}", "\"vaes\" must be an array"},
+        {CK "\"vaes\": [{\"path\": \"/v\"}]}", "vaes[0]: \"name\" must be a non-empty string"},
+        {CK "\"vae\": {\"name\": \"v\", \"path\": \"/v\"}, \"vaes\": [{\"name\": \"v\", \"path\": \"/w\"}]}",
+         "vaes[0]: name \"v\" is already used by vae"},
+        {CK "\"vaes\": [{\"name\": \"v\", \"url\": \"https://h/1\", \"filename\": \"f\"}, {\"name\": \"w\", \"url\": \"https://h/2\", \"filename\": \"f\"}]}",
+         "vaes[1]: filename \"f\" is already used by vaes[0]"},
+        {CK "\"embeddings\": [{\"name\": \"e\", \"path\": \"/e\", \"sha265\": \"x\"}]}", "embeddings[0]: unknown key \"sha265\""},
+        {CK "\"embeddings\": [{\"name\": \"e\", \"path\": \"/e\"}, {\"name\": \"e\", \"path\": \"/f\"}]}",
+         "embeddings[1]: name \"e\" is already used by embeddings[0]"},
+        {CK "\"embeddings\": \"e\"}", "\"embeddings\" must be an array"},
+#undef CK
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         models_config c;
@@ -152,7 +193,8 @@ static void test_missing_config_names_the_variable(void **state)
 
 static void clear_env(void)
 {
-    const char *vars[] = {"MODELS_CONFIG", "MODELS_DIR", "CHECKPOINT_DIR", "LORA_DIR", "CIVITAI_API_KEY", "CIVITAI_HOST"};
+    const char *vars[] = {"MODELS_CONFIG", "MODELS_DIR", "CHECKPOINT_DIR", "LORA_DIR", "VAE_DIR", "EMBEDDINGS_DIR",
+                          "CIVITAI_API_KEY", "CIVITAI_HOST"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) unsetenv(vars[i]);
 }
 
@@ -164,6 +206,8 @@ static void test_environment(void **state)
     assert_int_equal(models_env_from_environ(&env, err, sizeof err), 0);
     assert_string_equal(env.checkpoint_dir, "/runpod-volume/models/checkpoints");
     assert_string_equal(env.lora_dir, "/runpod-volume/models/loras");
+    assert_string_equal(env.vae_dir, "/runpod-volume/models/vae");
+    assert_string_equal(env.embedding_dir, "/runpod-volume/models/embeddings");
     assert_string_equal(env.api_key, "");
     assert_string_equal(env.civitai_origin, "");
 
@@ -173,11 +217,17 @@ static void test_environment(void **state)
     assert_string_equal(env.checkpoint_dir, "/data/m/checkpoints");
     assert_string_equal(env.lora_dir, "/data/m/loras");
     assert_string_equal(env.api_key, "k3y-value");
+    assert_string_equal(env.vae_dir, "/data/m/vae");
+    assert_string_equal(env.embedding_dir, "/data/m/embeddings");
     setenv("CHECKPOINT_DIR", "/ck", 1);
     setenv("LORA_DIR", "/lo", 1);
+    setenv("VAE_DIR", "/va", 1);
+    setenv("EMBEDDINGS_DIR", "/em", 1);
     assert_int_equal(models_env_from_environ(&env, err, sizeof err), 0);
     assert_string_equal(env.checkpoint_dir, "/ck");
     assert_string_equal(env.lora_dir, "/lo");
+    assert_string_equal(env.vae_dir, "/va");
+    assert_string_equal(env.embedding_dir, "/em");
 
     static const struct { const char *in, *out; } hosts[] = {
         {"civitai.red", "https://civitai.red"},
@@ -238,6 +288,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shipped_config_is_the_original_workers),
         cmocka_unit_test(test_full_shape_and_path_entries),
+        cmocka_unit_test(test_vaes_and_embeddings),
         cmocka_unit_test(test_bad_configs_are_named),
         cmocka_unit_test(test_filename_check),
         cmocka_unit_test(test_missing_config_names_the_variable),

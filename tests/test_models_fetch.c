@@ -325,43 +325,54 @@ static void list_tree(const char *dir, const char *rel, FILE *out)
     if (d) closedir(d);
 }
 
+/* open/write/close only: this runs in a forked child of a process with
+ * server threads, where malloc may wait forever on a lock held at the fork. */
+static int write_text(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    close(fd);
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
 /* A private mount namespace (as root, or as the owner of a new user
- * namespace) with a 1 MiB tmpfs on `dir`. 0 on success. */
-static int private_tmpfs(const char *dir)
+ * namespace, with the maps given) with a 1 MiB tmpfs on `dir`. 0 on success.
+ * Runs in the forked child: system calls only. */
+static int private_tmpfs(const char *dir, const char *uid_map, const char *gid_map)
 {
     if (unshare(CLONE_NEWNS) != 0) {
-        uid_t uid = getuid();
-        gid_t gid = getgid();
         if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return -1;
-        char map[64];
-        snprintf(map, sizeof map, "0 %d 1", (int)uid);
-        if (tu_write_file("/proc/self/setgroups", "deny", 4) != 0 || tu_write_file("/proc/self/uid_map", map, strlen(map)))
+        if (write_text("/proc/self/setgroups", "deny") || write_text("/proc/self/uid_map", uid_map) ||
+            write_text("/proc/self/gid_map", gid_map))
             return -1;
-        snprintf(map, sizeof map, "0 %d 1", (int)gid);
-        if (tu_write_file("/proc/self/gid_map", map, strlen(map)) != 0) return -1;
     }
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return -1;
     return mount("tmpfs", dir, "tmpfs", 0, "size=1024k");
 }
 
-/* Runs fetch-models with MODELS_DIR on a 1 MiB tmpfs; the child lists the
- * tree before the mount goes away. Returns the exit status, or -1 when no
+/* Runs fetch-models with MODELS_DIR on a 1 MiB tmpfs, and lists the tree
+ * (as list_tree does) before the mount goes away: a forked child makes the
+ * mount, then a shell runs both. Returns the exit status, or -1 when no
  * mount namespace can be had here. */
 static int fetch_on_small_disk(fixture *fx, const char *disk, run_result *r)
 {
-    char listing[4300];
+    char listing[4300], out[4300], err[4300], uid_map[64], gid_map[64];
     snprintf(listing, sizeof listing, "%s/listing", fx->root);
+    snprintf(out, sizeof out, "%s/out.3", fx->root);
+    snprintf(err, sizeof err, "%s/err.3", fx->root);
+    snprintf(uid_map, sizeof uid_map, "0 %d 1", (int)getuid());
+    snprintf(gid_map, sizeof gid_map, "0 %d 1", (int)getgid());
     assert_int_equal(mkdir(disk, 0755), 0);
+    char **envp = child_env(fx, disk, true);
+    char *argv[] = {"sh", "-c", "\"$0\" fetch-models > \"$1\" 2> \"$2\"; rc=$?; "
+                    "find \"$3\" -mindepth 1 -printf '%P %s\\n' > \"$4\"; exit $rc",
+                    (char *)tu_worker_bin(), out, err, (char *)disk, listing, NULL};
     pid_t pid = fork();
     if (pid == 0) {
-        if (private_tmpfs(disk) != 0) _exit(100);
-        pid_t worker = spawn(fx, child_env(fx, disk, true), NULL, 3);
-        int status;
-        waitpid(worker, &status, 0);
-        FILE *out = fopen(listing, "w");
-        list_tree(disk, "", out);
-        fclose(out);
-        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 99);
+        if (private_tmpfs(disk, uid_map, gid_map) != 0) _exit(100);
+        execve("/bin/sh", argv, envp);
+        _exit(127);
     }
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);

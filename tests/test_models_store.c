@@ -65,6 +65,8 @@ static int setup(void **state)
     if (!fx->fc || !fx->root) return -1;
     snprintf(fx->env.checkpoint_dir, sizeof fx->env.checkpoint_dir, "%s/models/checkpoints", fx->root);
     snprintf(fx->env.lora_dir, sizeof fx->env.lora_dir, "%s/models/loras", fx->root);
+    snprintf(fx->env.vae_dir, sizeof fx->env.vae_dir, "%s/models/vae", fx->root);
+    snprintf(fx->env.embedding_dir, sizeof fx->env.embedding_dir, "%s/models/embeddings", fx->root);
     snprintf(fx->env.api_key, sizeof fx->env.api_key, "%s", fx->key);
     snprintf(fx->env.civitai_origin, sizeof fx->env.civitai_origin, "%s", fc_civitai_origin(fx->fc));
     models_opts_default(&fx->opts);
@@ -618,8 +620,12 @@ static void test_models_ensure_whole_config(void **state)
         {.name = "B", .path = local, .filename = "local.safetensors", .scale = 1.5},
         {.name = "Missing", .url = u3, .filename = "m.safetensors", .scale = 1},
     };
+    models_entry vaes[1] = {{.name = "V", .url = u2, .filename = "v.safetensors", .scale = 1}};
+    models_entry embeddings[2] = {{.name = "E", .path = local, .filename = "local.safetensors", .scale = 1},
+                                  {.name = "Gone E", .url = u3, .filename = "e.safetensors", .scale = 1}};
     models_config cfg = {.checkpoint = {.name = "Ckpt", .url = u1, .filename = "c.safetensors", .scale = 1},
-                         .loras = loras, .n_loras = 3};
+                         .loras = loras, .n_loras = 3, .vaes = vaes, .n_vaes = 1, .embeddings = embeddings,
+                         .n_embeddings = 2};
     models_paths p;
     char err[4096];
     fd_capture cap;
@@ -633,8 +639,9 @@ static void test_models_ensure_whole_config(void **state)
     free(out);
     assert_int_equal(rc, -1);
     assert_null(strstr(err, fx->key));
-    assert_non_null(strstr(err, "1 of 4 models unavailable"));
+    assert_non_null(strstr(err, "2 of 7 models unavailable"));
     assert_non_null(strstr(err, "Missing: HTTP 404"));
+    assert_non_null(strstr(err, "Gone E: HTTP 404"));
     assert_true(p.checkpoint.ok);
     char want[4300];
     snprintf(want, sizeof want, "%s/c.safetensors", fx->env.checkpoint_dir);
@@ -645,6 +652,16 @@ static void test_models_ensure_whole_config(void **state)
     assert_true(p.loras[1].ok);
     assert_string_equal(p.loras[1].path, local);
     assert_false(p.loras[2].ok);
+    /* VAEs and embeddings go to their own folders */
+    assert_int_equal(p.n_vaes, 1);
+    assert_true(p.vaes[0].ok);
+    snprintf(want, sizeof want, "%s/v.safetensors", fx->env.vae_dir);
+    assert_string_equal(p.vaes[0].path, want);
+    assert_int_equal(p.n_embeddings, 2);
+    assert_true(p.embeddings[0].ok);
+    assert_false(p.embeddings[1].ok);
+    assert_ptr_equal(models_paths_item(&p, 6), &p.embeddings[1]);
+    assert_null(models_paths_item(&p, 7));
     models_paths_free(&p);
 }
 

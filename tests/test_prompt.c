@@ -166,7 +166,7 @@ static void test_lora_tags_are_cut_out(void **state)
 
 static void test_empty_prompt_rule(void **state)
 {
-    sd_prompt p = prepare("");
+    sd_prompt p = prepare(""); /* clang UBSan: no NULL + 0 on the empty text (fuzz seed-511993d3c997) */
     assert_true(p.is_empty);
     assert_int_equal(p.n_chunks, 1); /* still encodable: BOS, EOS x 76 */
     assert_int_equal(p.chunks[0].ids_l[1], SD_TOK_EOS);
@@ -211,6 +211,10 @@ static void test_break(void **state)
     sd_prompt_free(&p);
     p = prepare("a red cat break a blue dog"); /* only upper case is BREAK */
     assert_int_equal(p.n_chunks, 1);
+    sd_prompt_free(&p);
+    p = prepare("BREAK"); /* empty fragments only (their text pool stays NULL: no NULL + 0, issue 16) */
+    assert_int_equal(p.n_chunks, 1);
+    for (size_t k = 0; k < p.n_fragments; k++) assert_non_null(p.fragments[k].text);
     sd_prompt_free(&p);
     p = prepare("(a BREAK b)"); /* inside brackets the weight is -1.1: plain text */
     assert_int_equal(p.n_chunks, 1);

@@ -1,5 +1,5 @@
 /* Integration tests: local test mode (spec §7.1) as a real process: the
- * runtime runs in a forked child with its cwd in a temp dir and stdout /
+ * runtime runs in a child process with its cwd in a temp dir and stdout /
  * stderr captured in files; stdout must hold the result JSON alone, exit
  * codes as the SDK (1 on a missing file, missing input or failed job, 0
  * otherwise; 2 on a malformed flag). */
@@ -53,19 +53,6 @@ static void write_in(local_run *r, const char *name, const char *text)
     assert_int_equal(tu_write_file(path, text, strlen(text)), 0);
 }
 
-static void child_setup(void *arg)
-{
-    local_run *r = arg;
-    rpc_clear_runpod_env();
-    setenv("RUNPOD_LOG_LEVEL", "DEBUG", 1);
-    for (const char *const *e = r->env; e && *e; e++) {
-        char *kv = strdup(*e), *eq = strchr(kv, '=');
-        if (eq) { *eq = 0; setenv(kv, eq + 1, 1); }
-        free(kv);
-    }
-    if (chdir(r->dir) != 0) _exit(98);
-}
-
 /* Runs the runtime with argv (NULL-terminated, after argv[0]); returns the exit code. */
 static int run(local_run *r, const rp_config *cfg, const char *const *args)
 {
@@ -73,7 +60,9 @@ static int run(local_run *r, const rp_config *cfg, const char *const *args)
     int argc = 1;
     for (; args && args[argc - 1] && argc < 15; argc++) argv[argc] = (char *)args[argc - 1];
     argv[argc] = NULL;
-    rpc_spec spec = {.cfg = cfg, .argc = argc, .argv = argv, .setup = child_setup, .arg = r,
+    const char *env[16] = {"RUNPOD_LOG_LEVEL=DEBUG"};
+    for (size_t n = 1; r->env && r->env[n - 1] && n < 15; n++) env[n] = r->env[n - 1];
+    rpc_spec spec = {.cfg = cfg, .argc = argc, .argv = argv, .env = env, .cwd = r->dir,
                      .stdout_path = r->out_path, .stderr_path = r->err_path};
     int rc = rpc_wait(rpc_spawn(&spec), 10000);
     free(r->out);

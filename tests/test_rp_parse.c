@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,58 @@ static rp_local_status local(const char *text, cJSON **job)
     return rp_parse_local_job(text, strlen(text), job);
 }
 
+static cJSON *parse(const char *text, size_t len)
+{
+    cJSON *v = rp_json_parse_exact(text, len);
+    assert_non_null(v);
+    return v;
+}
+
+static bool cut(const cJSON *o, const char *key, int flag)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    assert_non_null(v);
+    return (v->type & flag) != 0;
+}
+
+/* A NUL inside a string (\u0000, or a raw 0 byte) used to cut it short
+ * silently: "a\u0000cat" was "a". Such items are marked, and the marks
+ * survive cJSON's copies (the dev API duplicates inputs, the validator
+ * copies fields). */
+static void nul_in_strings_is_marked(void **state)
+{
+    const char text[] = "{\"prompt\":\"a\\u0000cat\",\"ok\":\"a\\\\u0000cat\",\"raw\":\"x\0y\",\"neg\":\"\\u0000\","
+                        "\"k\\u0000ey\":1,\"list\":[{\"name\":\"n\\u0000\"}],\"n\":1}";
+    cJSON *v = parse(text, sizeof text - 1);
+    assert_string_equal(cJSON_GetObjectItem(v, "prompt")->valuestring, "a");
+    assert_true(cut(v, "prompt", RP_JSON_CUT_VALUE));
+    assert_false(cut(v, "ok", RP_JSON_CUT_VALUE)); /* "\\u0000" is the text \u0000, no NUL */
+    assert_string_equal(cJSON_GetObjectItem(v, "ok")->valuestring, "a\\u0000cat");
+    assert_true(cut(v, "raw", RP_JSON_CUT_VALUE));
+    assert_true(cut(v, "neg", RP_JSON_CUT_VALUE));
+    assert_true(cut(v, "k", RP_JSON_CUT_KEY));
+    assert_false(cut(v, "n", RP_JSON_CUT_VALUE | RP_JSON_CUT_KEY));
+    const cJSON *name = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(v, "list"), 0), "name");
+    assert_true(name->type & RP_JSON_CUT_VALUE);
+    /* copies and moves keep the marks; the values still read as strings */
+    cJSON *copy = cJSON_Duplicate(v, true), *holder = cJSON_CreateObject();
+    cJSON_AddItemToObject(holder, "input", copy);
+    assert_true(cut(copy, "prompt", RP_JSON_CUT_VALUE));
+    assert_true(cut(copy, "k", RP_JSON_CUT_KEY));
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(copy, "prompt")));
+    char *printed = cJSON_PrintUnformatted(holder);
+    assert_non_null(strstr(printed, "\"prompt\":\"a\""));
+    free(printed);
+    cJSON_Delete(holder);
+    cJSON_Delete(v);
+    /* a text without NULs is parsed once and marks nothing */
+    v = parse("{\"prompt\":\"a cat\"}", 18);
+    assert_false(cut(v, "prompt", RP_JSON_CUT_VALUE | RP_JSON_CUT_KEY));
+    cJSON_Delete(v);
+    /* a job id cut at a NUL would post results for another id */
+    kind_only(200, "application/json", "{\"id\":\"a\\u0000b\",\"input\":{}}", RP_TAKE_INVALID);
+}
+
 static void local_test_jobs(void **state)
 {
     cJSON *job;
@@ -218,6 +271,7 @@ int main(void)
         cmocka_unit_test(never_reads_past_the_body),
         cmocka_unit_test(what_the_take_loop_does_next),
         cmocka_unit_test(stop_channel_answers),
+        cmocka_unit_test(nul_in_strings_is_marked),
         cmocka_unit_test(local_test_jobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -155,18 +155,6 @@ static void test_img2img_matches_k_diffusion(void **state)
 }
 
 /* Progress counts steps, not model evaluations (2 per step but the last). */
-typedef struct {
-    int calls, last, total;
-} progress_log;
-
-static int on_progress(void *ctx, int step, int total)
-{
-    progress_log *log = ctx;
-    assert_int_equal(step, log->last + 1);
-    log->calls++, log->last = step, log->total = total;
-    return 0;
-}
-
 static void test_progress_counts_steps(void **state)
 {
     sd_txt2img_params p;
@@ -175,8 +163,8 @@ static void test_progress_counts_steps(void **state)
     p.width = p.height = 64;
     p.steps = 5;
     p.sampler = "DPM++ 2S a";
-    progress_log log = {0};
-    p.progress = on_progress, p.progress_ctx = &log;
+    small_progress log = {0};
+    p.progress = small_progress_step, p.progress_ctx = &log;
     sd_image_out out;
     small_model_txt2img_ok(&g, &p, &out);
     assert_int_equal(out.choice.schedule, SD_SCHEDULE_KARRAS); /* Automatic */
@@ -266,7 +254,7 @@ static void test_one_draw_per_step_but_the_last(void **state)
     sd_plan p;
     plan("Karras", 6, &p);
     counts c = {0, 0};
-    sd_sample_io io = {8, count_eval, &c, count_draw, &c};
+    sd_sample_io io = {.n = 8, .eps = count_eval, .eps_ctx = &c, .noise = count_draw, .noise_ctx = &c};
     float x[8] = {0.3f, -0.2f, 1.0f, 0.0f, 0.5f, -1.5f, 0.25f, 0.75f};
     assert_int_equal(sd_sampler_run(&p, &io, x), 0);
     assert_int_equal(c.evals, 11);

@@ -195,7 +195,7 @@ static void run_case(const cJSON *c, sampler_stats *stats)
     sd_cfg_denoiser den;
     assert_int_equal(sd_cfg_denoiser_init(&den, fake_eps, &model, batch, per_image, cfg, rescale), 0);
     noise_stream stream = {noise, nz, 0};
-    sd_sample_io io = {n0, sd_cfg_eps, &den, replay_noise, &stream};
+    sd_sample_io io = {.n = n0, .eps = sd_cfg_eps, .eps_ctx = &den, .noise = replay_noise, .noise_ctx = &stream};
     assert_int_equal(nf, n0);
     assert_int_equal(sd_sampler_run(&plan, &io, x), 0);
     assert_int_equal(model.calls, plan.n_evals);
@@ -295,7 +295,7 @@ static void test_callback_stop_is_returned(void **state)
         float x[16] = {0.5f}, z[16] = {0};
         int calls = 0;
         noise_stream s = {z, 16, 0};
-        sd_sample_io io = {16, stop_at_third, &calls, NULL, NULL};
+        sd_sample_io io = {.n = 16, .eps = stop_at_third, .eps_ctx = &calls};
         if (sd_sampler_is_stochastic(id)) {
             assert_int_equal(sd_sampler_run(&p, &io, x), SD_SAMPLE_ENONOISE);
             io.noise = replay_noise, io.noise_ctx = &s;

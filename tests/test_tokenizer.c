@@ -245,6 +245,27 @@ static void tokenize_big(const char *unit, size_t expect_min)
     free(text);
 }
 
+/* Lower-casing U+0130 gives two code points: the text after it must still
+ * fit (a 16-code-point text overran its 16-slot buffer by one; found by
+ * fuzz_prompt). */
+static void test_lowercase_that_grows(void **state)
+{
+    uint32_t in[16] = {0x130};
+    for (int i = 1; i < 16; i++) in[i] = 'A' + i;
+    uni_str out = {0};
+    assert_int_equal(uni_lowercase(in, 16, &out), 0);
+    assert_int_equal(out.n, 17);
+    assert_true(out.cap >= out.n);
+    assert_int_equal(out.cp[0], 'i');
+    assert_int_equal(out.cp[1], 0x307);
+    for (int i = 1; i < 16; i++) assert_int_equal(out.cp[i + 1], 'a' + i);
+    uni_str_free(&out);
+    sd_tok_ids ids = {0};
+    assert_int_equal(sd_tokenize(tok, SD_TOK_CLIP_L, "\xc4\xb0" "ABCDEFGHIJKLMNO", 17, &ids), 0);
+    assert_true(ids.n > 0);
+    sd_tok_ids_free(&ids);
+}
+
 static void test_megabyte_inputs_finish(void **state)
 {
     tokenize_big("a", 1000);
@@ -268,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_vocabulary_is_derived_from_the_merges),
         cmocka_unit_test(test_invalid_utf8_decodes_like_python),
         cmocka_unit_test(test_utf8_round_trip),
+        cmocka_unit_test(test_lowercase_that_grows),
         cmocka_unit_test(test_megabyte_inputs_finish),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -70,12 +70,7 @@ static void run_golden_case(const cJSON *c, int tile_latent, int *worst_seen, si
 {
     sd_txt2img_params p;
     sd_txt2img_params_default(&p);
-    golden_prompt_settings(c, &p);
-    p.width = json_int(c, "width");
-    p.height = json_int(c, "height");
-    p.steps = json_int(c, "steps");
-    p.sampler = json_str(c, "sampler");
-    p.seeding = SD_BATCH_ONE_GENERATOR; /* diffusers' generator (the same as per-image for one image) */
+    golden_job_settings(c, &p); /* diffusers' generator (the same as per-image for one image) */
     if (tile_latent) p.vae_tile_above = 1, p.vae_tile_latent = tile_latent;
     sd_image_out out;
     run_ok(&p, &out);

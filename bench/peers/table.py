@@ -1,5 +1,5 @@
 """Builds issue 9's table from bench/peers.sh's raw logs (one per stage and
-engine in the folder given): per stage and engine the median time, our time
+engine in the folder given, one folder per CPU, whose machine.txt names it): per stage and engine the median time, our time
 divided by the peer's, the achieved GFLOP/s on the stage's nominal FLOPs, that
 rate as a share of OpenBLAS sgemm's GFLOP/s measured in the same run (our
 unet512 log, or our unet1024 log for the 1024² stages when it has one: the
@@ -19,8 +19,9 @@ import statistics
 import struct
 import sys
 
-ENGINES = ("ours", "diffusers", "sdcpp")
-NAMES = {"ours": "sdxl-worker", "diffusers": "diffusers (torch fp32)", "sdcpp": "stable-diffusion.cpp (f16)"}
+ENGINES = ("ours", "ours-bf16", "diffusers", "sdcpp")
+NAMES = {"ours": "sdxl-worker", "ours-bf16": "sdxl-worker, SDXL_CPU_PRECISION=bf16", "diffusers": "diffusers (torch fp32)",
+         "sdcpp": "stable-diffusion.cpp (f16)"}
 STAGES = ("load", "encode", "unet512", "unet1024", "vae512", "vae1024", "loras", "gen1024")
 TITLES = {"load": "checkpoint load", "encode": "encode one prompt pair", "unet512": "CFG UNet step 512²",
           "unet1024": "CFG UNet step 1024²", "vae512": "VAE decode 512²", "vae1024": "VAE decode 1024²",
@@ -83,7 +84,7 @@ def parse(stage, engine, text):
     """(median seconds or None, runs, peak RSS MiB or None); every program ends with peak_rss_mb."""
     rss = numbers(r"peak_rss_mb ([0-9.]+)", text)
     rss = rss[-1] if rss else None
-    if engine == "ours":
+    if engine.startswith("ours"):
         pats = {"load": r"load_median_s ([0-9.]+)", "encode": r"encode_pair_median_s ([0-9.]+)",
                 "unet512": r"median ([0-9.]+) s/pass", "unet1024": r"median ([0-9.]+) s/pass",
                 "vae512": r"median ([0-9.]+) s over", "vae1024": r"median ([0-9.]+) s over",
@@ -91,7 +92,7 @@ def parse(stage, engine, text):
         t = numbers(pats[stage], text)
         if stage in ("loras", "gen1024"):   # one measurement per process, several processes in the log
             return (*runs_median(t), max(numbers(r"peak_rss_mb ([0-9.]+)", text), default=None))
-        runs = re.search(r"^# \S+ \S+ \S+ (?:\d+ \d+ \d+ )?(\d+)$", text.splitlines()[0])
+        runs = re.search(r"^# \S+ (?:env \S+ )?\S+ \S+ (?:\d+ \d+ \d+ )?(\d+)$", text.splitlines()[0])
         return (t[-1] if t else None), int(runs.group(1)) if runs else 1, rss
     if engine == "diffusers":
         return (*runs_median([float(x) for x in re.findall(r"(?m)^run \d+ ([0-9.]+)$", text)]), rss)
@@ -114,6 +115,9 @@ def main():
     lora_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "reference", "big", "loras")
     flop = {"encode": encode_flop(), "vae512": vae_decoder_flop(64, 64), "vae1024": vae_decoder_flop(128, 128),
             "loras": lora_flop(lora_dir)}
+    machine = os.path.join(folder, "machine.txt")
+    if os.path.exists(machine):
+        print(f"CPU backend: {open(machine).read().strip()}  ")
     sgemm = {}
     for s in ("unet512", "unet1024"):   # each UNet run prints its FLOPs and measures sgemm right after its passes
         log = logs.get((s, "ours"), "")

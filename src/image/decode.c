@@ -322,12 +322,21 @@ static void jpeg_fail(j_common_ptr ci)
 }
 
 /* Warnings are ignored (as PIL does) except running out of data, which
- * libjpeg would otherwise paper over with grey. */
+ * libjpeg would otherwise paper over with grey: the file ends (JWRN_JPEG_EOF),
+ * or the entropy-coded data ends at a marker before the frame the SOF
+ * header claims is complete (JWRN_HIT_MARKER: a header claiming 8000x500
+ * over 256x256 of data). */
 static void jpeg_warn(j_common_ptr ci, int level)
 {
     jpeg_src *s = (jpeg_src *)ci->err;
     if (level == -1 && ci->err->msg_code == JWRN_JPEG_EOF) {
         snprintf(s->err, s->errlen, "invalid JPEG: the data is truncated");
+        longjmp(s->jb, 1);
+    }
+    if (level == -1 && ci->err->msg_code == JWRN_HIT_MARKER) {
+        j_decompress_ptr di = (j_decompress_ptr)ci;
+        snprintf(s->err, s->errlen, "invalid JPEG: the image data ends before the %ux%u pixels its header claims",
+                 (unsigned)di->image_width, (unsigned)di->image_height);
         longjmp(s->jb, 1);
     }
     if (level == -1) ci->err->num_warnings++;

@@ -100,7 +100,7 @@ bool img_fetch_ip_is_public(const char *ip)
     return false;
 }
 
-static void address_text(const struct sockaddr *addr, char *out, size_t n)
+void img_fetch_address_text(const struct sockaddr *addr, char *out, size_t n)
 {
     const void *a = addr->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr
                                                 : (const void *)&((const struct sockaddr_in *)addr)->sin_addr;
@@ -129,7 +129,7 @@ static curl_socket_t open_checked_socket(void *userp, curlsocktype purpose, stru
     fetch_ctx *c = userp;
     if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD; /* only plain connections are made */
     if (!address_allowed(c, &a->addr)) {
-        if (!c->blocked[0]) address_text(&a->addr, c->blocked, sizeof c->blocked);
+        if (!c->blocked[0]) img_fetch_address_text(&a->addr, c->blocked, sizeof c->blocked);
         return CURL_SOCKET_BAD;
     }
     return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);

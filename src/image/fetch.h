@@ -70,5 +70,7 @@ img_fetch_status img_fetch(const char *url, const img_fetch_opts *o, uint8_t **d
 bool img_fetch_address_is_public(const struct sockaddr *addr);
 /* The same for a numeric address string; false when it does not parse. */
 bool img_fetch_ip_is_public(const char *ip);
+/* An IPv4/IPv6 address as text, for messages. */
+void img_fetch_address_text(const struct sockaddr *addr, char *out, size_t n);
 
 #endif

@@ -679,6 +679,29 @@ out:
     return sb_take(&b);
 }
 
+char *infotext_ti_hashes(const infotext_ti_pass *passes, size_t n)
+{
+    char *value = NULL;
+    for (size_t p = 0; p < n; p++) {
+        if (!passes[p].n) continue;
+        sb b = {0};
+        for (size_t i = 0; i < passes[p].n; i++) {
+            if (i) sb_puts(&b, ", ");
+            for (const char *c = passes[p].names[i]; *c; c++)
+                if (*c != ':' && *c != ',') sb_put(&b, c, 1);
+            sb_puts(&b, ": ");
+            sb_puts(&b, passes[p].hashes[i]);
+        }
+        if (value) {
+            sb_puts(&b, ", ");
+            sb_puts(&b, value);
+        }
+        free(value);
+        if (!(value = sb_take(&b))) return NULL;
+    }
+    return value;
+}
+
 void infotext_loras_free(infotext_lora *l, size_t n)
 {
     for (size_t i = 0; l && i < n; i++) {

@@ -100,6 +100,24 @@ char *infotext_number(double v, char buf[32]);
  * out of memory. */
 char *infotext_lora_hashes(const char *const *aliases, const char *const *hashes, size_t n);
 
+/* The embeddings one text-encoder pass over one text used (A1111's
+ * used_embeddings), in order of first use: names and 12-hex hashes. */
+typedef struct {
+    const char *const *names;
+    const char *const *hashes;
+    size_t n;
+} infotext_ti_pass;
+
+/* "TI hashes" as A1111 writes it (modules/sd_hijack_clip.py,
+ * TextConditionalModel.forward): each encoder pass, in the order they run,
+ * puts "name: hash" of the embeddings it used (':' and ',' removed from the
+ * names) in front of what the passes before it wrote. SDXL runs every text
+ * through both encoders and encodes the negative prompt before the prompt,
+ * so the passes are negative, negative, prompt, prompt, and each name
+ * appears once per encoder. malloc'd; NULL when no pass used an embedding or
+ * out of memory. */
+char *infotext_ti_hashes(const infotext_ti_pass *passes, size_t n);
+
 typedef struct {
     char *alias;
     char *hash;

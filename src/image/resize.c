@@ -24,6 +24,23 @@ static double lanczos(double x)
     return -3.0 <= x && x < 3.0 ? sinc(x) * sinc(x / 3.0) : 0.0;
 }
 
+/* Pillow's bicubic_filter: the cubic convolution kernel with a = -0.5. */
+static double bicubic(double x)
+{
+    const double a = -0.5;
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+}
+
+typedef struct {
+    double support;
+    double (*fn)(double);
+} resample_filter;
+
+static const resample_filter LANCZOS = {LANCZOS_SUPPORT, lanczos}, BICUBIC = {2.0, bicubic};
+
 /* The taps of output indices [first, first + count) of an axis resized from
  * in_size to out_size: input window [lo, lo + len) and its fixed-point
  * weights k[i * ksize ...]. */
@@ -40,14 +57,15 @@ static void axis_taps_free(axis_taps *a)
     free(a->k);
 }
 
-/* precompute_coeffs (box = the whole axis) for the window, then
- * normalize_coeffs_8bpc: weights w / sum(w), to fixed point rounding half
- * away from zero. */
-static int axis_taps_make(axis_taps *a, int in_size, int64_t out_size, int64_t first, int count)
+/* precompute_coeffs for the window of an axis whose box is [in0, in1)
+ * (the whole axis unless a box is given), then normalize_coeffs_8bpc:
+ * weights w / sum(w), to fixed point rounding half away from zero. */
+static int axis_taps_make_box(axis_taps *a, const resample_filter *f, int in_size, double in0, double in1,
+                              int64_t out_size, int64_t first, int count)
 {
-    double scale = (double)in_size / (double)out_size;
+    double scale = (in1 - in0) / (double)out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
-    double support = LANCZOS_SUPPORT * filterscale, ss = 1.0 / filterscale;
+    double support = f->support * filterscale, ss = 1.0 / filterscale;
     a->ksize = (int)ceil(support) * 2 + 1;
     a->lo = malloc(sizeof(int) * count);
     a->len = malloc(sizeof(int) * count);
@@ -59,13 +77,13 @@ static int axis_taps_make(axis_taps *a, int in_size, int64_t out_size, int64_t f
         return -1;
     }
     for (int i = 0; i < count; i++) {
-        double center = ((double)(first + i) + 0.5) * scale, sum = 0.0;
+        double center = in0 + ((double)(first + i) + 0.5) * scale, sum = 0.0;
         int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5);
         if (xmin < 0) xmin = 0;
         if (xmax > in_size) xmax = in_size;
         xmax -= xmin;
         for (int x = 0; x < xmax; x++) {
-            w[x] = lanczos(((double)(x + xmin) - center + 0.5) * ss);
+            w[x] = f->fn(((double)(x + xmin) - center + 0.5) * ss);
             sum += w[x];
         }
         int32_t *k = a->k + (size_t)i * a->ksize;
@@ -78,6 +96,11 @@ static int axis_taps_make(axis_taps *a, int in_size, int64_t out_size, int64_t f
     }
     free(w);
     return 0;
+}
+
+static int axis_taps_make(axis_taps *a, int in_size, int64_t out_size, int64_t first, int count)
+{
+    return axis_taps_make_box(a, &LANCZOS, in_size, 0.0, in_size, out_size, first, count);
 }
 
 /* clip8: the accumulator's integer part, clamped to a byte. */
@@ -212,4 +235,77 @@ int img_resize_cover(const uint8_t *src, int sw, int sh, uint8_t *dst, int w, in
     img_cover_size(sw, sh, w, h, &cw, &ch);
     /* pasted at (w/2 - cw/2, h/2 - ch/2): the window starts at minus that */
     return img_resize_lanczos_window(src, sw, sh, cw, ch, cw / 2 - w / 2, ch / 2 - h / 2, w, h, dst);
+}
+
+/* PIL Image.resize((dw, dh), box=box), BICUBIC (Pillow's default filter),
+ * for boxes that leave one axis untouched. */
+static int resize_bicubic_box(const uint8_t *src, int sw, int sh, const double box[4], uint8_t *dst, int dw, int dh)
+{
+    if (sw <= 0 || sh <= 0 || dw <= 0 || dh <= 0 || box[0] < 0 || box[1] < 0 || box[2] > sw || box[3] > sh ||
+        box[2] < box[0] || box[3] < box[1])
+        return -1;
+    /* ImagingResample: an axis is filtered unless it keeps its size and its box is the whole axis */
+    int need_h = dw != sw || box[0] != 0 || box[2] != sw, need_v = dh != sh || box[1] != 0 || box[3] != sh;
+    if (need_h && need_v) return -1;
+    axis_taps t = {0};
+    int rc = need_h ? axis_taps_make_box(&t, &BICUBIC, sw, box[0], box[2], dw, 0, dw)
+           : need_v ? axis_taps_make_box(&t, &BICUBIC, sh, box[1], box[3], dh, 0, dh) : 0;
+    if (!rc) rc = resize_h_then_v(src, sw, need_h ? &t : NULL, need_v ? &t : NULL, 0, 0, dw, dh, dst);
+    axis_taps_free(&t);
+    return rc;
+}
+
+/* Copies the w x h image src into dst (dw x dh) at (x, y), clipped. */
+static void paste(const uint8_t *src, int w, int h, uint8_t *dst, int dw, int dh, int x, int y)
+{
+    for (int r = 0; r < h; r++) {
+        int yy = y + r;
+        if (yy < 0 || yy >= dh) continue;
+        int x0 = x < 0 ? -x : 0, x1 = x + w > dw ? dw - x : w;
+        if (x1 > x0) memcpy(dst + ((size_t)yy * dw + x + x0) * 3, src + ((size_t)r * w + x0) * 3, (size_t)(x1 - x0) * 3);
+    }
+}
+
+/* One fill band: the edge of `resized` stretched over a band of bw x bh
+ * (Pillow's resize, default filter, with a zero-width or zero-height box at
+ * that edge). */
+static int fill_band(const uint8_t *resized, int rw, int rh, const double box[4], int bw, int bh, uint8_t *dst,
+                     int w, int h, int x, int y)
+{
+    uint8_t *band = malloc((size_t)bw * bh * 3);
+    int rc = !band || resize_bicubic_box(resized, rw, rh, box, band, bw, bh) ? -1 : 0;
+    if (!rc) paste(band, bw, bh, dst, w, h, x, y);
+    free(band);
+    return rc;
+}
+
+int img_resize_fill(const uint8_t *src, int sw, int sh, uint8_t *dst, int w, int h)
+{
+    if (sw <= 0 || sh <= 0 || w <= 0 || h <= 0) return -1;
+    double ratio = (double)w / h, src_ratio = (double)sw / sh;
+    int src_w = ratio < src_ratio ? w : (int)((int64_t)sw * h / sh);
+    int src_h = ratio >= src_ratio ? h : (int)((int64_t)sh * w / sw);
+    if (src_w < 1) src_w = 1;
+    if (src_h < 1) src_h = 1;
+    uint8_t *resized = malloc((size_t)src_w * src_h * 3);
+    if (!resized || img_resize_lanczos(src, sw, sh, resized, src_w, src_h)) {
+        free(resized);
+        return -1;
+    }
+    memset(dst, 0, (size_t)w * h * 3);
+    paste(resized, src_w, src_h, dst, w, h, w / 2 - src_w / 2, h / 2 - src_h / 2);
+    int rc = 0;
+    if (ratio < src_ratio && h / 2 - src_h / 2 > 0) {
+        int fh = h / 2 - src_h / 2;
+        const double top[4] = {0, 0, w, 0}, bottom[4] = {0, src_h, w, src_h};
+        rc = fill_band(resized, src_w, src_h, top, w, fh, dst, w, h, 0, 0) ||
+             fill_band(resized, src_w, src_h, bottom, w, fh, dst, w, h, 0, fh + src_h);
+    } else if (ratio > src_ratio && w / 2 - src_w / 2 > 0) {
+        int fw = w / 2 - src_w / 2;
+        const double left[4] = {0, 0, 0, h}, right[4] = {src_w, 0, src_w, h};
+        rc = fill_band(resized, src_w, src_h, left, fw, h, dst, w, h, 0, 0) ||
+             fill_band(resized, src_w, src_h, right, fw, h, dst, w, h, fw + src_w, 0);
+    }
+    free(resized);
+    return rc;
 }

@@ -39,4 +39,12 @@ int img_resize_lanczos(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw,
 void img_cover_size(int sw, int sh, int w, int h, int64_t *cover_w, int64_t *cover_h);
 int img_resize_cover(const uint8_t *src, int sw, int sh, uint8_t *dst, int w, int h);
 
+/* diffusers' _resize_and_fill (A1111's "Resize and fill", images.py
+ * resize_image mode 2) to w x h: the image scaled to fit inside, keeping
+ * its aspect ratio (the fitting side exact, the other floor(side * ratio)),
+ * centred on black, then the bands on either side filled with its edge
+ * pixels stretched (a resize with Pillow's default BICUBIC filter and a
+ * zero-size box at that edge: the taps centred on the edge). */
+int img_resize_fill(const uint8_t *src, int sw, int sh, uint8_t *dst, int w, int h);
+
 #endif

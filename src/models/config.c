@@ -164,6 +164,62 @@ static int parse_entry(const cJSON *obj, const char *where, bool is_lora, const 
     return 0;
 }
 
+/* Names must be unique within a list: jobs and prompts name its entries. Two
+ * entries of one directory with one file name would overwrite each other.
+ * The first `single` entries came from the one-entry key of the same name
+ * ("vae" before "vaes"). */
+static int check_unique_list(const models_entry *e, size_t n, const char *list, size_t single, char *err,
+                             size_t errlen)
+{
+    char a[64], b[64];
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < i; j++) {
+            bool name = strcmp(e[i].name, e[j].name) == 0;
+            if (!name && (strcmp(e[i].filename, e[j].filename) || !e[i].url || !e[j].url)) continue;
+            snprintf(a, sizeof a, "%ss[%zu]", list, i - single);
+            if (j < single) snprintf(b, sizeof b, "%s", list);
+            else snprintf(b, sizeof b, "%ss[%zu]", list, j - single);
+            return sd_error(err, errlen, "%s: %s \"%s\" is already used by %s", a, name ? "name" : "filename",
+                            name ? e[i].name : e[i].filename, b);
+        }
+    return 0;
+}
+
+/* An optional list of entries ("vaes", "embeddings"), appended to *out. */
+static int parse_list(const cJSON *list, const char *key, const char *base_dir, models_entry **out, size_t *n,
+                      char *err, size_t errlen)
+{
+    if (!list || cJSON_IsNull(list)) return 0;
+    if (!cJSON_IsArray(list)) return sd_error(err, errlen, "\"%s\" must be an array", key);
+    models_entry *grown = realloc(*out, (*n + (size_t)cJSON_GetArraySize(list) + 1) * sizeof *grown);
+    if (!grown) return sd_error(err, errlen, "out of memory");
+    *out = grown;
+    size_t i = 0;
+    for (const cJSON *it = list->child; it; it = it->next, i++) {
+        char where[48];
+        snprintf(where, sizeof where, "%s[%zu]", key, i);
+        if (parse_entry(it, where, false, base_dir, &(*out)[(*n)++], err, errlen)) return -1;
+    }
+    return 0;
+}
+
+/* "vae" (one entry, listed first) and "vaes"; "embeddings". */
+static int parse_choices(const cJSON *root, const char *base_dir, models_config *out, char *err, size_t errlen)
+{
+    const cJSON *vae = cJSON_GetObjectItemCaseSensitive(root, "vae");
+    if (vae && !cJSON_IsNull(vae)) {
+        if (!(out->vaes = calloc(1, sizeof *out->vaes))) return sd_error(err, errlen, "out of memory");
+        if (parse_entry(vae, "vae", false, base_dir, &out->vaes[out->n_vaes++], err, errlen)) return -1;
+    }
+    if (parse_list(cJSON_GetObjectItemCaseSensitive(root, "vaes"), "vaes", base_dir, &out->vaes, &out->n_vaes, err,
+                   errlen) ||
+        parse_list(cJSON_GetObjectItemCaseSensitive(root, "embeddings"), "embeddings", base_dir, &out->embeddings,
+                   &out->n_embeddings, err, errlen))
+        return -1;
+    return check_unique_list(out->vaes, out->n_vaes, "vae", vae && !cJSON_IsNull(vae), err, errlen) ||
+           check_unique_list(out->embeddings, out->n_embeddings, "embedding", 0, err, errlen) ? -1 : 0;
+}
+
 /* Two LoRAs with one name can't be told apart in a job; two entries with one
  * file name would overwrite each other when the directories coincide. */
 static int check_unique(const models_config *c, char *err, size_t errlen)
@@ -218,7 +274,7 @@ int models_config_parse(const char *json, size_t len, const char *base_dir,
     } else if (parse_entry(cJSON_GetObjectItemCaseSensitive(root, "checkpoint"), "checkpoint", false,
                            base_dir, &out->checkpoint, err, errlen) == 0 &&
                parse_loras(cJSON_GetObjectItemCaseSensitive(root, "loras"), base_dir, out, err, errlen) == 0 &&
-               check_unique(out, err, errlen) == 0) {
+               check_unique(out, err, errlen) == 0 && parse_choices(root, base_dir, out, err, errlen) == 0) {
         rc = 0;
     }
     cJSON_Delete(root);
@@ -265,7 +321,11 @@ void models_config_free(models_config *cfg)
     if (!cfg) return;
     entry_free(&cfg->checkpoint);
     for (size_t i = 0; i < cfg->n_loras; i++) entry_free(&cfg->loras[i]);
+    for (size_t i = 0; i < cfg->n_vaes; i++) entry_free(&cfg->vaes[i]);
+    for (size_t i = 0; i < cfg->n_embeddings; i++) entry_free(&cfg->embeddings[i]);
     free(cfg->loras);
+    free(cfg->vaes);
+    free(cfg->embeddings);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -305,6 +365,14 @@ static const char *env_or(const char *name, const char *fallback)
     return v && *v ? v : fallback;
 }
 
+/* The variable `var`, else root/sub. */
+static void model_subdir(char *out, size_t n, const char *var, const char *root, const char *sub)
+{
+    const char *v = getenv(var);
+    if (v && *v) snprintf(out, n, "%s", v);
+    else snprintf(out, n, "%s/%s", root, sub);
+}
+
 int models_env_from_environ(models_env *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
@@ -315,6 +383,8 @@ int models_env_from_environ(models_env *out, char *err, size_t errlen)
     else snprintf(out->checkpoint_dir, sizeof out->checkpoint_dir, "%s/checkpoints", root);
     if (lora && *lora) snprintf(out->lora_dir, sizeof out->lora_dir, "%s", lora);
     else snprintf(out->lora_dir, sizeof out->lora_dir, "%s/loras", root);
+    model_subdir(out->vae_dir, sizeof out->vae_dir, "VAE_DIR", root, "vae");
+    model_subdir(out->embedding_dir, sizeof out->embedding_dir, "EMBEDDINGS_DIR", root, "embeddings");
     const char *key = env_or("CIVITAI_API_KEY", "");
     if (strlen(key) >= sizeof out->api_key) return sd_error(err, errlen, "CIVITAI_API_KEY is implausibly long");
     snprintf(out->api_key, sizeof out->api_key, "%s", key);

@@ -1,10 +1,15 @@
 /* Models config: the JSON file naming the checkpoint and the LoRA stack
  * (CONTRACTS.md "Models config"), and the environment that says where the
  * config is, where models live and how Civitai is reached (MODELS_CONFIG,
- * MODELS_DIR, CHECKPOINT_DIR, LORA_DIR, CIVITAI_API_KEY, CIVITAI_HOST).
+ * MODELS_DIR, CHECKPOINT_DIR, LORA_DIR, VAE_DIR, EMBEDDINGS_DIR,
+ * CIVITAI_API_KEY, CIVITAI_HOST).
  * Shape, exactly:
  *   {"checkpoint": {"name", "url" | "path", "filename", "sha256"?, "size"?},
- *    "loras": [{"name", "url" | "path", "filename", "scale", "sha256"?, "size"?}]}
+ *    "loras": [{"name", "url" | "path", "filename", "scale", "sha256"?, "size"?}],
+ *    "vae"?: {"name", "url" | "path", "filename", "sha256"?, "size"?},
+ *    "vaes"?: [ the same ], "embeddings"?: [ the same ]}
+ * ("vae" and "vaes" are the VAEs jobs may choose; "embeddings" the
+ * textual inversions prompts may name.)
  * Parsing is strict inside entries (unknown keys are typos and rejected) and
  * every error names the entry and the field. */
 #ifndef SDXL_MODELS_CONFIG_H
@@ -33,6 +38,10 @@ typedef struct {
     models_entry checkpoint;
     models_entry *loras;
     size_t n_loras;
+    models_entry *vaes;       /* "vae" first, then "vaes" */
+    size_t n_vaes;
+    models_entry *embeddings;
+    size_t n_embeddings;
 } models_config;
 
 /* Parses a config from memory. Relative `path` entries are resolved against
@@ -54,6 +63,8 @@ typedef struct {
     char config_path[4096];    /* the config file found (or, if none, the first candidate) */
     char checkpoint_dir[4096]; /* CHECKPOINT_DIR, else $MODELS_DIR/checkpoints */
     char lora_dir[4096];       /* LORA_DIR, else $MODELS_DIR/loras */
+    char vae_dir[4096];        /* VAE_DIR, else $MODELS_DIR/vae */
+    char embedding_dir[4096];  /* EMBEDDINGS_DIR, else $MODELS_DIR/embeddings */
     char api_key[512];         /* CIVITAI_API_KEY, "" when unset */
     char civitai_origin[512];  /* CIVITAI_HOST as "scheme://host[:port]", "" when unset */
 } models_env;

@@ -15,9 +15,10 @@ static int usage(FILE *out)
 {
     fprintf(out,
             "usage: sdxl-worker fetch-models [--config FILE] [--allow-unverified]\n"
-            "  Downloads and verifies the checkpoint and LoRAs of the models config\n"
-            "  (MODELS_CONFIG, default config/models.json) into MODELS_DIR\n"
-            "  (default /runpod-volume/models; CHECKPOINT_DIR, LORA_DIR override).\n"
+            "  Downloads and verifies the checkpoint, LoRAs, VAEs and embeddings of the\n"
+            "  models config (MODELS_CONFIG, default config/models.json) into MODELS_DIR\n"
+            "  (default /runpod-volume/models; CHECKPOINT_DIR, LORA_DIR, VAE_DIR,\n"
+            "  EMBEDDINGS_DIR override).\n"
             "  CIVITAI_API_KEY authenticates Civitai downloads; CIVITAI_HOST picks\n"
             "  civitai.com or civitai.red. --allow-unverified accepts downloads\n"
             "  for which neither the config nor Civitai gives a SHA-256.\n");
@@ -50,6 +51,9 @@ static void print_summary(const char *config, const models_paths *p, bool ok)
     cJSON *models = cJSON_AddArrayToObject(root, "models");
     cJSON_AddItemToArray(models, item_json(&p->checkpoint, "checkpoint"));
     for (size_t i = 0; i < p->n_loras; i++) cJSON_AddItemToArray(models, item_json(&p->loras[i], "lora"));
+    for (size_t i = 0; i < p->n_vaes; i++) cJSON_AddItemToArray(models, item_json(&p->vaes[i], "vae"));
+    for (size_t i = 0; i < p->n_embeddings; i++)
+        cJSON_AddItemToArray(models, item_json(&p->embeddings[i], "embedding"));
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!text) return;
@@ -84,12 +88,15 @@ int models_fetch_main(int argc, char **argv)
         rp_error("fetch-models: %s", err);
         return 2;
     }
-    rp_info("fetch-models: %s: checkpoint into %s, %zu LoRAs into %s", env.config_path, env.checkpoint_dir,
-            cfg.n_loras, env.lora_dir);
+    rp_info("fetch-models: %s: checkpoint into %s, %zu LoRAs into %s, %zu VAEs into %s, %zu embeddings into %s",
+            env.config_path, env.checkpoint_dir, cfg.n_loras, env.lora_dir, cfg.n_vaes, env.vae_dir,
+            cfg.n_embeddings, env.embedding_dir);
     models_paths paths;
     int rc = models_ensure(&cfg, &env, &opts, &paths, err, sizeof err);
     print_summary(env.config_path, &paths, rc == 0);
-    if (rc == 0) rp_info("fetch-models: all %zu models present and verified", cfg.n_loras + 1);
+    if (rc == 0)
+        rp_info("fetch-models: all %zu models present and verified",
+                1 + cfg.n_loras + cfg.n_vaes + cfg.n_embeddings);
     else rp_error("fetch-models: %s", err);
     models_paths_free(&paths);
     models_config_free(&cfg);

@@ -539,27 +539,51 @@ int models_ensure_entry(const models_entry *e, const char *dir, const models_env
     return e->url ? ensure_url_entry(e, dir, env, opts, out) : ensure_path_entry(e, opts, out);
 }
 
+/* One list of entries into one directory; returns how many failed. */
+static int ensure_list(const models_entry *e, size_t n, const char *dir, const models_env *env,
+                       const models_opts *opts, models_item **out)
+{
+    *out = calloc(n ? n : 1, sizeof **out);
+    if (!*out) return -1;
+    int failed = 0;
+    for (size_t i = 0; i < n; i++) failed += models_ensure_entry(&e[i], dir, env, opts, &(*out)[i]) != 0;
+    return failed;
+}
+
 int models_ensure(const models_config *cfg, const models_env *env, const models_opts *opts,
                   models_paths *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    out->loras = calloc(cfg->n_loras ? cfg->n_loras : 1, sizeof *out->loras);
-    if (!out->loras) {
+    int failed = models_ensure_entry(&cfg->checkpoint, env->checkpoint_dir, env, opts, &out->checkpoint) != 0;
+    int f_loras = ensure_list(cfg->loras, cfg->n_loras, env->lora_dir, env, opts, &out->loras);
+    out->n_loras = f_loras < 0 ? 0 : cfg->n_loras;
+    int f_vaes = ensure_list(cfg->vaes, cfg->n_vaes, env->vae_dir, env, opts, &out->vaes);
+    out->n_vaes = f_vaes < 0 ? 0 : cfg->n_vaes;
+    int f_embs = ensure_list(cfg->embeddings, cfg->n_embeddings, env->embedding_dir, env, opts, &out->embeddings);
+    out->n_embeddings = f_embs < 0 ? 0 : cfg->n_embeddings;
+    if (f_loras < 0 || f_vaes < 0 || f_embs < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    out->n_loras = cfg->n_loras;
-    int failed = models_ensure_entry(&cfg->checkpoint, env->checkpoint_dir, env, opts, &out->checkpoint) != 0;
-    for (size_t i = 0; i < cfg->n_loras; i++)
-        failed += models_ensure_entry(&cfg->loras[i], env->lora_dir, env, opts, &out->loras[i]) != 0;
+    failed += f_loras + f_vaes + f_embs;
     if (!failed) return 0;
-    size_t w = (size_t)snprintf(err, errlen, "%d of %zu models unavailable:", failed, cfg->n_loras + 1);
-    for (size_t i = 0; i <= cfg->n_loras && w < errlen; i++) {
-        const models_item *it = i == 0 ? &out->checkpoint : &out->loras[i - 1];
+    size_t total = 1 + cfg->n_loras + cfg->n_vaes + cfg->n_embeddings;
+    size_t w = (size_t)snprintf(err, errlen, "%d of %zu models unavailable:", failed, total);
+    for (size_t i = 0; i < total && w < errlen; i++) {
+        const models_item *it = models_paths_item(out, i);
         if (!it->ok) w += (size_t)snprintf(err + w, errlen - w, " %s;", it->error ? it->error : it->name);
     }
     rp_log_redact(err);
     return -1;
+}
+
+const models_item *models_paths_item(const models_paths *p, size_t i)
+{
+    if (i == 0) return &p->checkpoint;
+    if (--i < p->n_loras) return &p->loras[i];
+    if ((i -= p->n_loras) < p->n_vaes) return &p->vaes[i];
+    i -= p->n_vaes;
+    return i < p->n_embeddings ? &p->embeddings[i] : NULL;
 }
 
 static void item_free(models_item *it)
@@ -573,6 +597,10 @@ void models_paths_free(models_paths *p)
 {
     item_free(&p->checkpoint);
     for (size_t i = 0; i < p->n_loras; i++) item_free(&p->loras[i]);
+    for (size_t i = 0; i < p->n_vaes; i++) item_free(&p->vaes[i]);
+    for (size_t i = 0; i < p->n_embeddings; i++) item_free(&p->embeddings[i]);
     free(p->loras);
+    free(p->vaes);
+    free(p->embeddings);
     memset(p, 0, sizeof *p);
 }

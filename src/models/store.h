@@ -64,16 +64,24 @@ typedef struct {
     models_item checkpoint;
     models_item *loras;
     size_t n_loras;
+    models_item *vaes;       /* the config's vaes, in its order */
+    size_t n_vaes;
+    models_item *embeddings;
+    size_t n_embeddings;
 } models_paths;
 
 /* Makes every model present and verified, fetching what is missing. The
- * checkpoint goes to env->checkpoint_dir, LoRAs to env->lora_dir; the key
- * and CIVITAI_HOST come from env. Every entry is attempted. Returns 0 when
- * all are ok; else -1 and err lists each failed entry with its reason. `out`
- * is filled either way and freed with models_paths_free. */
+ * checkpoint goes to env->checkpoint_dir, LoRAs to env->lora_dir, VAEs to
+ * env->vae_dir, embeddings to env->embedding_dir; the key and CIVITAI_HOST
+ * come from env. Every entry is attempted. Returns 0 when all are ok; else
+ * -1 and err lists each failed entry with its reason. `out` is filled
+ * either way and freed with models_paths_free. */
 int models_ensure(const models_config *cfg, const models_env *env, const models_opts *opts,
                   models_paths *out, char *err, size_t errlen);
 void models_paths_free(models_paths *p);
+/* Item i of all of them: the checkpoint, the LoRAs, the VAEs, the
+ * embeddings; NULL past the end. */
+const models_item *models_paths_item(const models_paths *p, size_t i);
 
 /* One entry into `dir` (what models_ensure does for each). 0 or -1. */
 int models_ensure_entry(const models_entry *e, const char *dir, const models_env *env,

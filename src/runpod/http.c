@@ -55,8 +55,11 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
     rp_http_response *r = s->resp;
     if (r->len + len > s->max) { s->too_large = 1; return 0; }
     if (r->len + len + 1 > s->cap) {
-        while (r->len + len + 1 > s->cap) s->cap *= 2;
-        r->body = realloc(r->body, s->cap);
+        size_t cap = s->cap;
+        while (r->len + len + 1 > cap) cap *= 2;
+        char *grown = realloc(r->body, cap);
+        if (!grown) return 0; /* the transfer fails (CURLE_WRITE_ERROR) */
+        r->body = grown, s->cap = cap;
     }
     memcpy(r->body + r->len, data, len);
     r->len += len;
@@ -114,6 +117,14 @@ static struct curl_slist *build_headers(const rp_http_request *req)
     return list;
 }
 
+/* CURLOPT_OPENSOCKETFUNCTION for requests with an address filter. */
+static curl_socket_t open_checked_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    const rp_http_request *req = userp;
+    if (purpose != CURLSOCKTYPE_IPCXN || !req->address_ok(&a->addr, req->address_ctx)) return CURL_SOCKET_BAD;
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 static void setup(CURL *c, const rp_http_request *req, struct curl_slist *headers,
                   body_sink *sink, rp_http_response *resp)
 {
@@ -129,6 +140,11 @@ static void setup(CURL *c, const rp_http_request *req, struct curl_slist *header
     curl_easy_setopt(c, CURLOPT_WRITEDATA, sink);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
+    if (req->address_ok) {
+        curl_easy_setopt(c, CURLOPT_PROXY, "");
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_checked_socket);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, (void *)req);
+    }
     if (!strcmp(req->method, "POST")) {
         curl_easy_setopt(c, CURLOPT_POST, 1L);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
@@ -170,6 +186,10 @@ rp_http_status rp_http_perform(rp_http *h, const rp_http_request *req, rp_http_r
     memset(resp, 0, sizeof *resp);
     resp->retry_after_s = -1;
     resp->body = calloc(1, 4096);
+    if (!resp->body) {
+        snprintf(resp->error, sizeof resp->error, "out of memory");
+        return resp->result = RP_HTTP_FAILED;
+    }
     body_sink sink = {.resp = resp, .cap = 4096, .max = req->max_body ? req->max_body : 1 << 20};
     struct curl_slist *headers = build_headers(req);
     setup(h->easy, req, headers, &sink, resp);

@@ -7,6 +7,7 @@
 #define SDXL_RUNPOD_HTTP_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "runpod/event.h"
 
@@ -29,6 +30,12 @@ typedef struct {
     long timeout_ms;             /* whole request */
     size_t max_body;             /* response cap; 0 means 1 MiB */
     rp_event *abort;             /* optional */
+    /* Optional: every connection's address is passed here right before its
+     * socket is opened (nonzero allows; a refused address is never connected
+     * to), and no proxy is used (it would connect to addresses we never see).
+     * Redirects are never followed. */
+    int (*address_ok)(const struct sockaddr *addr, void *ctx);
+    void *address_ctx;
 } rp_http_request;
 
 typedef struct {

@@ -13,6 +13,7 @@
 rp_job *rp_job_new(cJSON *json, const rp_job_sink *sink)
 {
     rp_job *job = calloc(1, sizeof *job);
+    if (!job) return NULL;
     job->json = json;
     job->id = cJSON_GetObjectItemCaseSensitive(json, "id")->valuestring;
     job->input = cJSON_GetObjectItemCaseSensitive(json, "input");

@@ -35,7 +35,8 @@ struct rp_job {
     char *stream_error;   /* set by an error chunk: ends the stream */
 };
 
-/* Takes a validated job object (string "id", an "input"); takes ownership. */
+/* Takes a validated job object (string "id", an "input"); takes ownership
+ * (NULL when out of memory: the object stays the caller's). */
 rp_job *rp_job_new(cJSON *json, const rp_job_sink *sink);
 void rp_job_free(rp_job *job);
 void rp_job_cancel(rp_job *job);

@@ -9,9 +9,8 @@
  * right after a ',' in an object (found by fuzz/fuzz_job.c built with cJSON
  * from source; Debian's patched 1.7.15 does not), so cJSON always gets a
  * NUL-terminated copy, whatever version the build links. */
-cJSON *rp_json_parse_exact(const char *text, size_t len)
+static cJSON *parse_copy(const char *text, size_t len)
 {
-    if (!text || !len) return NULL;
     char *copy = malloc(len + 1);
     if (!copy) return NULL;
     memcpy(copy, text, len);
@@ -28,6 +27,52 @@ cJSON *rp_json_parse_exact(const char *text, size_t len)
     return v;
 }
 
+/* The text with every NUL a string can hold (a raw 0 byte, the escape
+ * \u0000) turned into U+0001, so that its strings keep their full length. */
+static char *without_nuls(const char *text, size_t len)
+{
+    char *t = malloc(len);
+    if (!t) return NULL;
+    memcpy(t, text, len);
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        if (t[i] == 0) t[i] = 1;
+        else if (in_string && t[i] == '\\' && i + 5 < len && !memcmp(t + i + 1, "u0000", 5)) t[i + 5] = '1', i += 5;
+        else if (in_string && t[i] == '\\') i++;
+        else if (t[i] == '"') in_string = !in_string;
+    }
+    return t;
+}
+
+/* Marks the items of `cut` whose key or string value is shorter than in
+ * `full` (the same document parsed without NULs). */
+static void mark_cut(cJSON *cut, const cJSON *full)
+{
+    for (; cut && full; cut = cut->next, full = full->next) {
+        if (cut->string && full->string && strlen(cut->string) != strlen(full->string)) cut->type |= RP_JSON_CUT_KEY;
+        if (cJSON_IsString(cut) && cJSON_IsString(full) && strlen(cut->valuestring) != strlen(full->valuestring))
+            cut->type |= RP_JSON_CUT_VALUE;
+        mark_cut(cut->child, full->child);
+    }
+}
+
+cJSON *rp_json_parse_exact(const char *text, size_t len)
+{
+    if (!text || !len) return NULL;
+    cJSON *v = parse_copy(text, len);
+    if (!v || (!memchr(text, 0, len) && !memmem(text, len, "\\u0000", 6))) return v;
+    char *plain = without_nuls(text, len);
+    cJSON *full = plain ? parse_copy(plain, len) : NULL;
+    free(plain);
+    if (!full) { /* out of memory: no job runs on text it cannot check */
+        cJSON_Delete(v);
+        return NULL;
+    }
+    mark_cut(v, full);
+    cJSON_Delete(full);
+    return v;
+}
+
 static bool id_is_safe(const char *id)
 {
     size_t n = strlen(id);
@@ -41,7 +86,7 @@ bool rp_job_object_valid(const cJSON *job)
 {
     if (!cJSON_IsObject(job)) return false;
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(job, "id");
-    if (!cJSON_IsString(id) || !id_is_safe(id->valuestring)) return false;
+    if (!cJSON_IsString(id) || (id->type & RP_JSON_CUT_VALUE) || !id_is_safe(id->valuestring)) return false;
     return cJSON_GetObjectItemCaseSensitive(job, "input") != NULL;
 }
 

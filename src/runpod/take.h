@@ -37,7 +37,14 @@ void rp_take_result_free(rp_take_result *r);
 bool rp_job_object_valid(const cJSON *job);
 
 /* Parses JSON text strictly: the whole buffer must be one JSON value (only
- * whitespace around it). Returns NULL on any error. */
+ * whitespace around it). Returns NULL on any error.
+ * A C string ends at a NUL, so cJSON cuts a string holding one (the escape
+ * \u0000, or a raw 0 byte) short: "a\u0000cat" reads as "a". Such items
+ * are marked in their type bits, which cJSON keeps through cJSON_Duplicate
+ * and the cJSON_Add* functions (tests/test_rp_parse.c checks that), so the
+ * validator can refuse them by name (a job id so cut is not valid). */
+#define RP_JSON_CUT_VALUE (1 << 12) /* a string value was cut at a NUL */
+#define RP_JSON_CUT_KEY (1 << 13)   /* the item's key was cut at a NUL */
 cJSON *rp_json_parse_exact(const char *text, size_t len);
 
 typedef enum {

@@ -41,7 +41,10 @@ void rp_tracker_free(rp_tracker *t)
 void rp_tracker_add(rp_tracker *t, const char *id, rp_job *job)
 {
     entry *e = calloc(1, sizeof *e);
-    e->id = strdup(id);
+    if (!e || !(e->id = strdup(id))) { /* out of memory: the job runs untracked */
+        free(e);
+        return;
+    }
     e->job = job;
     pthread_mutex_lock(&t->lock);
     if (t->tail) t->tail->next = e;

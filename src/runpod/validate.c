@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "runpod/take.h" /* RP_JSON_CUT_* */
+
 #define MAX_EXACT_INT 9007199254740992.0 /* 2^53: integers exact in a double */
 #define ECHO_MAX 64                      /* bytes of a bad string quoted back */
 
@@ -117,7 +119,10 @@ static void copy_known_keys(const cJSON *input, const rp_v_rule *rules, size_t n
     const cJSON *item;
     cJSON_ArrayForEach(item, input) {
         const char *key = item->string ? item->string : "";
-        if (!find_rule(rules, n, key))
+        if (item->type & RP_JSON_CUT_KEY)
+            add_error(errors, "The input key that starts \"%.64s\" contains the NUL character (\\u0000), which keys "
+                      "must not contain.", key);
+        else if (!find_rule(rules, n, key))
             add_error(errors, "Unexpected input. %s is not a valid input option.", key);
         else if (!cJSON_GetObjectItemCaseSensitive(out, key))
             cJSON_AddItemToObject(out, key, cJSON_Duplicate(find_last(input, key), true));
@@ -149,6 +154,10 @@ static bool check_type(const rp_v_rule *r, const cJSON *v, cJSON *errors)
         if (r->nullable || (r->default_json && strcmp(r->default_json, "null") == 0)) return false;
     } else if (type_matches(r->type, v)) {
         double d = v->valuedouble;
+        if (r->type == RP_V_STRING && (v->type & RP_JSON_CUT_VALUE)) {
+            add_error(errors, "%s must not contain the NUL character (\\u0000).", r->key);
+            return false;
+        }
         if (r->type == RP_V_INTEGER && !is_exact_int(d)) {
             add_error(errors, "%s must be an integer between -%.0f and %.0f (got %s).", r->key,
                       MAX_EXACT_INT, MAX_EXACT_INT, num_text(d, num));

@@ -64,12 +64,14 @@ static int op_done(sd_backend *be, int kind, double t0, int rc)
     return rc;
 }
 
-/* Runs one op through the backend's table, timed when profiling. */
-#define OP_TIMED(be, kind, call)            \
-    do {                                    \
-        double t0_ = op_clock(be);          \
-        int rc_ = (call);                   \
-        return op_done(be, kind, t0_, rc_); \
+/* Runs one op through the backend's table, timed when profiling (an
+ * asynchronous backend is synchronised first, so the time is the op's). */
+#define OP_TIMED(be, kind, call)                                           \
+    do {                                                                   \
+        double t0_ = op_clock(be);                                         \
+        int rc_ = (call);                                                  \
+        if ((be)->profile && !rc_) rc_ = sd_backend_sync(be);              \
+        return op_done(be, kind, t0_, rc_);                                \
     } while (0)
 
 int sd_backend_profile(sd_backend *be, int on)
@@ -103,26 +105,46 @@ void sd_backend_free(sd_backend *be)
     be->ops->destroy(be);
 }
 
-void sd_backend_note_peak(sd_backend *be)
-{
-    size_t now = be->live_bytes + be->ops->scratch_bytes(be);
-    if (now > be->peak_bytes) be->peak_bytes = now;
-}
-
 void sd_backend_mem(const sd_backend *be, sd_mem_stats *out)
 {
-    out->live_bytes = be->live_bytes;
-    out->peak_bytes = be->peak_bytes;
-    out->scratch_bytes = be->ops->scratch_bytes(be);
+    *out = (sd_mem_stats){.live_bytes = be->live_bytes, .peak_bytes = be->peak_bytes,
+                          .scratch_bytes = be->ops->scratch_bytes(be),
+                          .weight_bytes = be->ops->weight_bytes ? be->ops->weight_bytes(be) : 0,
+                          .device_used_peak = be->device_used_peak};
+}
+
+void sd_backend_note_peak(sd_backend *be)
+{
+    sd_mem_stats m;
+    sd_backend_mem(be, &m);
+    size_t now = m.live_bytes + m.scratch_bytes + m.weight_bytes;
+    if (now > be->peak_bytes) be->peak_bytes = now;
 }
 
 void sd_backend_reset_peak(sd_backend *be)
 {
     be->peak_bytes = 0;
+    be->device_used_peak = 0;
     sd_backend_note_peak(be);
 }
 
 void sd_backend_trim(sd_backend *be) { be->ops->trim(be); }
+
+void sd_backend_set_stage(sd_backend *be, sd_stage stage)
+{
+    if (be->ops->set_stage && stage >= 0 && stage < SD_STAGE_COUNT) be->ops->set_stage(be, stage);
+}
+
+void sd_backend_forget_weights(sd_backend *be, const void *data, size_t bytes)
+{
+    if (be->ops->forget_weights && data && bytes) be->ops->forget_weights(be, data, bytes);
+}
+
+int sd_backend_sync(sd_backend *be)
+{
+    if (be->failed) return -1;
+    return be->ops->sync ? be->ops->sync(be) : 0;
+}
 
 /* ---- shape helpers ---------------------------------------------------------- */
 
@@ -245,22 +267,24 @@ sd_tensor *sd_tensor_new(sd_backend *be, int ndim, const int64_t *shape)
     if (!t) { sd_backend_fail(be, "sd_tensor_new: out of memory"); return NULL; }
     t->ndim = ndim;
     for (int i = 0; i < SD_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
-    size_t bytes = (size_t)sd_numel(t) * sizeof(float);
-    t->data = be->ops->alloc(be, bytes);
+    t->data = be->ops->alloc(be, t);
     if (!t->data) {
-        sd_backend_fail(be, "sd_tensor_new: out of memory for %s (%.1f MB)", tshape(t).s, bytes / 1048576.0);
+        sd_backend_fail(be, "sd_tensor_new: out of memory for %s (%.1f MB)", tshape(t).s,
+                        sd_tensor_bytes(t) / 1048576.0);
         free(t);
         return NULL;
     }
-    be->live_bytes += bytes;
+    be->live_bytes += sd_tensor_bytes(t);
     sd_backend_note_peak(be);
     return t;
 }
 
+size_t sd_tensor_bytes(const sd_tensor *t) { return (size_t)sd_numel(t) * sd_dtype_size(t->dtype); }
+
 void sd_tensor_free(sd_backend *be, sd_tensor *t)
 {
     if (!t) return;
-    be->live_bytes -= (size_t)sd_numel(t) * sizeof(float);
+    be->live_bytes -= sd_tensor_bytes(t);
     be->ops->release(be, t->data);
     free(t);
 }
@@ -268,7 +292,7 @@ void sd_tensor_free(sd_backend *be, sd_tensor *t)
 int sd_tensor_reshape(sd_backend *be, sd_tensor *t, int ndim, const int64_t *shape)
 {
     if (ENTER(be, "sd_tensor_reshape", t)) return -1;
-    sd_tensor r = {.ndim = ndim, .data = t->data};
+    sd_tensor r = {.ndim = ndim, .data = t->data, .dtype = t->dtype};
     if (!shape_ok(ndim, shape)) return sd_backend_fail(be, "sd_tensor_reshape: bad shape (%d dims)", ndim);
     for (int i = 0; i < SD_MAX_DIMS; i++) r.shape[i] = i < ndim ? shape[i] : 1;
     if (sd_numel(&r) != sd_numel(t))
@@ -281,13 +305,13 @@ int sd_tensor_reshape(sd_backend *be, sd_tensor *t, int ndim, const int64_t *sha
 int sd_tensor_upload(sd_backend *be, sd_tensor *t, const float *src)
 {
     if (ENTER(be, "sd_tensor_upload", t)) return -1;
-    return be->ops->upload(be, t->data, src, (size_t)sd_numel(t));
+    return be->ops->upload(be, t, src);
 }
 
 int sd_tensor_download(sd_backend *be, const sd_tensor *t, float *dst)
 {
     if (ENTER(be, "sd_tensor_download", t)) return -1;
-    return be->ops->download(be, dst, t->data, (size_t)sd_numel(t));
+    return be->ops->download(be, dst, t);
 }
 
 int sd_load_weight(sd_backend *be, sd_tensor *t, const sd_weight *w)
@@ -453,14 +477,18 @@ static int binary(sd_backend *be, const char *op, sd_tensor *y, const sd_tensor 
         return sd_backend_fail(be, "%s: %s does not broadcast to %s", op, tshape(b).s, tshape(a).s);
     if (y->data == b->data && !same_shape(a, b))
         return sd_backend_fail(be, "%s: output aliases the broadcast operand", op);
-    int64_t bs[SD_MAX_DIMS];
-    int lead = a->ndim - b->ndim;
-    for (int i = 0; i < a->ndim; i++) {
-        bs[i] = i < lead ? 1 : b->shape[i - lead];
-        if (bs[i] != 1 && bs[i] != a->shape[i])
+    /* a's shape and b's strides padded to 4 dims (stride 0 along broadcast dims) */
+    int64_t dim[4], stride[4], pad = 4 - a->ndim, acc = 1;
+    for (int i = 3; i >= 0; i--) {
+        dim[i] = i < pad ? 1 : a->shape[i - pad];
+        int bi = i - (4 - b->ndim);
+        int64_t bd = bi < 0 ? 1 : b->shape[bi];
+        if (bd != 1 && bd != dim[i])
             return sd_backend_fail(be, "%s: %s does not broadcast to %s", op, tshape(b).s, tshape(a).s);
+        stride[i] = bd == 1 ? 0 : acc;
+        acc *= bd;
     }
-    OP_TIMED(be, OP_ADD_MUL, be->ops->binary(be, y, a, b, bs, multiply));
+    OP_TIMED(be, OP_ADD_MUL, be->ops->binary(be, y, a, b, dim, stride, multiply));
 }
 
 int sd_add(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b) { return binary(be, "sd_add", y, a, b, 0); }

@@ -1,15 +1,18 @@
 /* The tensor ops layer: activation tensors and the ops that the CLIP, UNet and
- * VAE forward passes are written against, once, for every backend (CPU now,
- * CUDA later). Owner: the engine's numerics.
+ * VAE forward passes are written against, once, for every backend (CPU and
+ * CUDA). Owner: the engine's numerics.
  *
  * Model
  *   - An sd_backend is a handle created by a backend constructor
- *     (sd_backend_cpu_new). One thread drives it at a time; the backend
+ *     (sd_backend_cpu_new, or sd_backend_open of sd/device.h, which also
+ *     loads the CUDA backend). One thread drives it at a time; the backend
  *     threads each op internally.
- *   - An sd_tensor is an fp32 activation of 1 to 4 dims, row-major: NCHW for
+ *   - An sd_tensor is an activation of 1 to 4 dims, row-major: NCHW for
  *     images, [batch, tokens, channels] for sequences. Its memory belongs to
  *     the backend (host memory on CPU, device memory on CUDA): read and write
- *     it only through sd_tensor_upload/sd_tensor_download.
+ *     it only through sd_tensor_upload/sd_tensor_download, which speak fp32
+ *     whatever the tensor's storage dtype (fp32 on the CPU; fp16, bf16 or
+ *     fp32 on CUDA, by stage).
  *   - Weights are sd_weight views (sd/dtype.h) in their stored dtype; the ops
  *     widen them per layer. A backend may later keep derived forms (packed
  *     panels, device copies) keyed by sd_weight.data, so weight bytes must not
@@ -45,12 +48,18 @@
 
 #include "sd/dtype.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct sd_backend sd_backend;
 
 typedef struct sd_tensor {
     int ndim;                      /* 1..SD_MAX_DIMS */
     int64_t shape[SD_MAX_DIMS];    /* row-major; unused dims are 1 */
     float *data;                   /* backend memory: not host-readable in general */
+    sd_dtype dtype;                /* how data is stored: SD_F32 on the CPU; the CUDA backend's
+                                      activation dtype of the stage that created it (F16, BF16, F32) */
 } sd_tensor;
 
 typedef enum {
@@ -62,9 +71,22 @@ typedef enum {
 
 typedef struct {
     size_t live_bytes;     /* tensors alive now */
-    size_t peak_bytes;     /* max of live_bytes + scratch_bytes since creation / reset */
+    size_t peak_bytes;     /* max of live + scratch + weight bytes since creation / reset */
     size_t scratch_bytes;  /* backend scratch held now */
+    size_t weight_bytes;   /* weight copies the backend holds (device copies on CUDA; 0 on the CPU,
+                              whose weights stay in the checkpoint's mapping) */
+    size_t device_used_peak; /* CUDA: the most device memory in use (cudaMemGetInfo, context and
+                              library workspaces included) seen at a synchronisation since
+                              creation / reset; 0 on the CPU */
 } sd_mem_stats;
+
+/* The network a stretch of ops belongs to. A backend may store each one's
+ * activations differently (CUDA: fp16 or bf16 for the text encoders and the
+ * UNet, fp32 or bf16 for the VAE, which overflows in fp16); the CPU ignores
+ * it. The forward passes set it on entry (sd_backend_set_stage); tensors
+ * keep the dtype of the stage that created them, and every op converts an
+ * input of another dtype to its output's. */
+typedef enum { SD_STAGE_TEXT = 0, SD_STAGE_UNET, SD_STAGE_VAE, SD_STAGE_COUNT } sd_stage;
 
 /* ---- backends ------------------------------------------------------------ */
 
@@ -77,17 +99,24 @@ typedef struct {
     int direct_conv;           /* 1: im2col + sgemm for 3x3 stride-1 convs too (no Winograd) */
     int attn_q_block;          /* attention query rows per tile (default 128) */
     int attn_k_block;          /* attention key rows per tile (default 512) */
+    int bf16;                  /* 1: linear layers as bf16 GEMMs with fp32 accumulation (oneDNN;
+                                  SDXL_CPU_PRECISION=bf16); needs AVX-512-BF16 */
 } sd_cpu_options;
 
 #define SD_CPU_CONV_TILE_BYTES ((size_t)64 << 20)
 
-/* fp32 on host memory; OpenBLAS sgemm for every GEMM, OpenMP for the rest.
- * opts may be NULL. Returns NULL only when out of memory. */
+/* fp32 on host memory; OpenBLAS sgemm for every GEMM (with opts->bf16, the
+ * linear and Winograd GEMMs in bf16 through oneDNN), OpenMP for the rest.
+ * opts may be NULL. Returns NULL when out of memory or when bf16 is refused. */
 sd_backend *sd_backend_cpu_new(const sd_cpu_options *opts);
+/* The same, NULL with the reason in err: out of memory, or bf16 asked on a
+ * CPU without AVX-512-BF16 or without oneDNN (libdnnl2). */
+sd_backend *sd_backend_cpu_open(const sd_cpu_options *opts, char *err, size_t errlen);
 void sd_backend_free(sd_backend *be);
-const char *sd_backend_name(const sd_backend *be);   /* "cpu" */
+const char *sd_backend_name(const sd_backend *be);   /* "cpu" or "cuda" */
 /* One line describing the backend's engine, e.g. the BLAS build and its
- * threading ("OpenBLAS 0.3.21 ... (openmp), 2 threads"). */
+ * threading ("OpenBLAS 0.3.21 ... (openmp), 2 threads"), or the GPU, its
+ * memory, driver and runtime versions and the activation dtypes. */
 const char *sd_backend_describe(const sd_backend *be);
 
 const char *sd_backend_error(const sd_backend *be);  /* NULL while no op has failed */
@@ -95,10 +124,19 @@ void sd_backend_clear_error(sd_backend *be);
 void sd_backend_mem(const sd_backend *be, sd_mem_stats *out);
 void sd_backend_reset_peak(sd_backend *be);          /* peak := live + scratch */
 void sd_backend_trim(sd_backend *be);                /* frees all scratch */
+void sd_backend_set_stage(sd_backend *be, sd_stage stage);
+/* Weight bytes at [data, data + bytes) changed or went away (a LoRA set was
+ * rebuilt in place or freed): drop every derived copy made from them, so the
+ * next op that uses a weight there reads it again. No-op on the CPU. */
+void sd_backend_forget_weights(sd_backend *be, const void *data, size_t bytes);
+/* Waits until every op issued so far has finished (a no-op on the CPU, whose
+ * ops finish before they return); -1 with the error set when one failed. */
+int sd_backend_sync(sd_backend *be);
 
 /* Op profile, for benchmarks (bench_unet_step): while on, the wall time of
  * every compute op (linear, conv, norms, attention, activations, elementwise,
- * upsample) is summed per op kind. on = 1 starts again from zero; 0 stops.
+ * upsample) is summed per op kind; a backend whose ops run asynchronously
+ * (CUDA) is synchronised after each op so the time is the op's own. on = 1 starts again from zero; 0 stops.
  * sd_backend_profile_print writes "op seconds share calls" lines, largest
  * first, to out (a FILE *). Returns -1 when out of memory. */
 int sd_backend_profile(sd_backend *be, int on);
@@ -119,6 +157,7 @@ int sd_tensor_download(sd_backend *be, const sd_tensor *t, float *dst);
 /* t = the weight widened to fp32 (same element count; shapes may differ). */
 int sd_load_weight(sd_backend *be, sd_tensor *t, const sd_weight *w);
 
+#ifndef __cplusplus /* compound literals: the CUDA kernels (C++) include this header for its types only */
 static inline sd_tensor *sd_new1(sd_backend *be, int64_t a)
 { return sd_tensor_new(be, 1, (const int64_t[]){a}); }
 static inline sd_tensor *sd_new2(sd_backend *be, int64_t a, int64_t b)
@@ -127,6 +166,7 @@ static inline sd_tensor *sd_new3(sd_backend *be, int64_t a, int64_t b, int64_t c
 { return sd_tensor_new(be, 3, (const int64_t[]){a, b, c}); }
 static inline sd_tensor *sd_new4(sd_backend *be, int64_t a, int64_t b, int64_t c, int64_t d)
 { return sd_tensor_new(be, 4, (const int64_t[]){a, b, c, d}); }
+#endif
 
 /* ---- ops ----------------------------------------------------------------- */
 /* All return 0 on success, -1 with sd_backend_error() set. Shapes are checked. */
@@ -202,5 +242,9 @@ int sd_to_image(sd_backend *be, sd_tensor *y, const sd_tensor *x);
 /* Rows of an embedding table: table [V, C], ids[n] host ints in [0, V),
  * y has n * C elements (e.g. [B, N, C] with n = B*N). */
 int sd_embedding(sd_backend *be, sd_tensor *y, const sd_weight *table, const int32_t *ids, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

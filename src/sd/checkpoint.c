@@ -10,6 +10,7 @@
 #include "sd/checkpoint.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,10 @@ static const struct {
     {M_LORA, CONTAINS, ".lora_A."},
     {M_LORA, CONTAINS, ".lora_B."},
     {M_LORA, CONTAINS, "_lora.down."},
+    {M_LORA, CONTAINS, ".lora.down."},             /* diffusers' convert_state_dict_to_diffusers (UNet) */
+    {M_LORA, CONTAINS, ".lora.up."},
+    {M_LORA, CONTAINS, ".lora_linear_layer.down."}, /* the same for the text encoders */
+    {M_LORA, CONTAINS, ".lora_linear_layer.up."},
     {M_LOHA, CONTAINS, ".hada_w1_a"},
     {M_LOKR, CONTAINS, ".lokr_w1"},
     {M_EMBEDDING, EXACT, "clip_l"},
@@ -204,6 +209,7 @@ typedef struct {
     char *err;
     size_t errlen;
     int failed;
+    char part[96];      /* the layer being checked ("" when none), for missing tensors */
 } ctx;
 
 static int fail(ctx *c, const char *fmt, ...)
@@ -242,6 +248,7 @@ static const st_tensor *need_v(ctx *c, int ndim, const char *fmt, va_list ap)
     char full[320];
     const st_tensor *t = vfind(c, full, sizeof full, fmt, ap);
     if (c->failed) return NULL;
+    if (!t && c->part[0]) return fail(c, "%s is incomplete: missing tensor \"%s\"", c->part, full), NULL;
     if (!t) return fail(c, "SDXL checkpoint is missing tensor \"%s\"", full), NULL;
     if (!t->is_float) return fail(c, "tensor \"%s\" has dtype %s, expected a float weight", full, t->dtype_name), NULL;
     if (t->ndim != ndim) {
@@ -345,6 +352,41 @@ static int count_numbered(ctx *c, const char *fmt)
 
 /* ---- text encoders ------------------------------------------------------------- */
 
+#define MAX_TE_LAYERS 256
+
+/* The depth of a text encoder: 1 + the highest N of its "<layers>N." keys.
+ * Every layer below it must have tensors (the per-layer checks then ask for
+ * each one): a renamed or dropped layer is an error naming it, never a
+ * shallower encoder. */
+static int te_layers(ctx *c, const char *layers, const char *model)
+{
+    char pre[320];
+    size_t n = (size_t)snprintf(pre, sizeof pre, "%s%s", c->prefix, layers);
+    bool seen[MAX_TE_LAYERS] = {0};
+    int top = -1;
+    for (size_t i = 0; i < st_count(c->f); i++) {
+        const char *name = st_get(c->f, i)->name, *p = name + n;
+        if (strncmp(name, pre, n)) continue;
+        int v = 0, digits = 0;
+        for (; *p >= '0' && *p <= '9' && v < MAX_TE_LAYERS; p++, digits++) v = v * 10 + (*p - '0');
+        if (!digits || *p != '.' || (digits > 1 && name[n] == '0') || v >= MAX_TE_LAYERS)
+            return fail(c, "%s tensor \"%s\" has no layer number below %d", model, name, MAX_TE_LAYERS);
+        seen[v] = true;
+        top = v > top ? v : top;
+    }
+    for (int i = 0; i < top; i++)
+        if (!seen[i])
+            return fail(c, "%s layer %d is missing (no \"%s%d.*\" tensors, but layers up to %d exist): layer "
+                        "numbers must be contiguous", model, i, pre, i, top);
+    return top + 1;
+}
+
+/* The per-layer checks of layer i name it when a tensor is missing. */
+static void begin_layer(ctx *c, const char *model, int i, int layers)
+{
+    snprintf(c->part, sizeof c->part, "%s layer %d of %d", model, i, layers);
+}
+
 /* heads = width / head_width; the width must be a multiple of it. */
 static void set_heads(ctx *c, sdxl_te_hparams *te, const char *model)
 {
@@ -356,13 +398,14 @@ static void set_heads(ctx *c, sdxl_te_hparams *te, const char *model)
 static void read_te1(ctx *c, sdxl_te_hparams *te)
 {
     c->prefix = TE1;
+    int layers = te_layers(c, "encoder.layers.", "CLIP-L");
     const st_tensor *tok = need(c, 2, "embeddings.token_embedding.weight");
     const st_tensor *pos = need(c, 2, "embeddings.position_embedding.weight");
     const st_tensor *fc1 = need(c, 2, "encoder.layers.0.mlp.fc1.weight");
     if (c->failed) return;
     *te = (sdxl_te_hparams){.width = dim(tok, 1), .vocab = dim(tok, 0), .positions = dim(pos, 0),
                             .intermediate = dim(fc1, 0), .act = SDXL_ACT_QUICK_GELU,
-                            .layers = count_numbered(c, "encoder.layers.%d.self_attn.q_proj.weight"),
+                            .layers = layers,
                             .head_width = meta_int(c, "sdxl.te1.head_width", 64)};
     int w = te->width, inner = te->intermediate;
     set_heads(c, te, "CLIP-L");
@@ -370,6 +413,7 @@ static void read_te1(ctx *c, sdxl_te_hparams *te)
     for (int i = 0; i < te->layers; i++) {
         char p[256], q[256];
         snprintf(p, sizeof p, "encoder.layers.%d.", i);
+        begin_layer(c, "CLIP-L", i, te->layers);
         affine(c, w, cat(q, p, "layer_norm1."));
         linear(c, w, w, cat(q, p, "self_attn.q_proj."));
         linear(c, w, w, cat(q, p, "self_attn.k_proj."));
@@ -379,12 +423,14 @@ static void read_te1(ctx *c, sdxl_te_hparams *te)
         linear(c, inner, w, cat(q, p, "mlp.fc1."));
         linear(c, w, inner, cat(q, p, "mlp.fc2."));
     }
+    c->part[0] = '\0';
     affine(c, w, "final_layer_norm.");
 }
 
 static void read_te2(ctx *c, sdxl_te_hparams *te)
 {
     c->prefix = TE2;
+    int layers = te_layers(c, "transformer.resblocks.", "OpenCLIP-bigG");
     const st_tensor *tok = need(c, 2, "token_embedding.weight");
     const st_tensor *pos = need(c, 2, "positional_embedding");
     const st_tensor *fc = need(c, 2, "transformer.resblocks.0.mlp.c_fc.weight");
@@ -392,7 +438,7 @@ static void read_te2(ctx *c, sdxl_te_hparams *te)
     if (c->failed) return;
     *te = (sdxl_te_hparams){.width = dim(tok, 1), .vocab = dim(tok, 0), .positions = dim(pos, 0),
                             .intermediate = dim(fc, 0), .projection_dim = dim(proj, 1), .act = SDXL_ACT_GELU,
-                            .layers = count_numbered(c, "transformer.resblocks.%d.attn.in_proj_weight"),
+                            .layers = layers,
                             .head_width = meta_int(c, "sdxl.te2.head_width", 64)};
     int w = te->width, inner = te->intermediate;
     set_heads(c, te, "OpenCLIP-bigG");
@@ -400,6 +446,7 @@ static void read_te2(ctx *c, sdxl_te_hparams *te)
     for (int i = 0; i < te->layers; i++) {
         char p[256], q[256];
         snprintf(p, sizeof p, "transformer.resblocks.%d.", i);
+        begin_layer(c, "OpenCLIP-bigG", i, te->layers);
         affine(c, w, cat(q, p, "ln_1."));
         mat(c, 3 * w, w, "%sattn.in_proj_weight", p); /* fused q | k | v rows */
         vec(c, 3 * w, "%sattn.in_proj_bias", p);
@@ -408,6 +455,7 @@ static void read_te2(ctx *c, sdxl_te_hparams *te)
         linear(c, inner, w, cat(q, p, "mlp.c_fc."));
         linear(c, w, inner, cat(q, p, "mlp.c_proj."));
     }
+    c->part[0] = '\0';
     affine(c, w, "ln_final.");
     mat(c, w, te->projection_dim, "text_projection"); /* used as x @ P (open_clip orientation) */
 }
@@ -441,9 +489,9 @@ static void vae_mid(ctx *c, const sdxl_vae_hparams *v, const char *p, int ch)
     vae_resblock(c, v, cat(q, p, "mid.block_2."), ch, ch);
 }
 
-static int read_vae(ctx *c, sdxl_vae_hparams *v)
+static int read_vae(ctx *c, const char *prefix, sdxl_vae_hparams *v)
 {
-    c->prefix = VAE;
+    c->prefix = prefix;
     const st_tensor *cin = need(c, 4, "encoder.conv_in.weight");
     const st_tensor *cout = need(c, 4, "encoder.conv_out.weight");
     const st_tensor *dout = need(c, 4, "decoder.conv_out.weight");
@@ -729,10 +777,10 @@ int sdxl_read_hparams(const st_file *f, sdxl_hparams *hp, char *err, size_t errl
                  "conditioner.embedders.0/1.*, " VAE "*)", st_label(f), what);
         return -1;
     }
-    ctx c = {f, "", err, errlen, 0};
+    ctx c = {.f = f, .prefix = "", .err = err, .errlen = errlen};
     read_te1(&c, &hp->te1);
     read_te2(&c, &hp->te2);
-    read_vae(&c, &hp->vae);
+    read_vae(&c, VAE, &hp->vae);
     discover_unet(&c, &hp->unet);
     if (!c.failed) {
         c.prefix = UNET;
@@ -741,6 +789,13 @@ int sdxl_read_hparams(const st_file *f, sdxl_hparams *hp, char *err, size_t errl
     check_agreement(&c, hp);
     read_prediction(f, hp);
     return c.failed ? -1 : 0;
+}
+
+int sdxl_read_vae_hparams(const st_file *f, const char *prefix, sdxl_vae_hparams *v, char *err, size_t errlen)
+{
+    memset(v, 0, sizeof *v);
+    ctx c = {.f = f, .prefix = "", .err = err, .errlen = errlen};
+    return read_vae(&c, prefix, v);
 }
 
 int sdxl_checkpoint_open(const char *path, st_file **out, sdxl_hparams *hp, char *err, size_t errlen)

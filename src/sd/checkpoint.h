@@ -114,6 +114,12 @@ typedef struct {
  * Any other kind fails with "<file>: this is <what>; ..." in err. */
 int sdxl_read_hparams(const st_file *f, sdxl_hparams *hp, char *err, size_t errlen);
 
+/* The VAE part of sdxl_read_hparams on its own: the VAE's tensors under
+ * `prefix` + LDM names (encoder.down.N..., decoder.up.N..., quant_conv...),
+ * read and checked tensor by tensor. A standalone VAE file (sd/vae_file.h)
+ * is read with prefix "". 0, or -1 with err naming the first problem. */
+int sdxl_read_vae_hparams(const st_file *f, const char *prefix, sdxl_vae_hparams *v, char *err, size_t errlen);
+
 /* st_open + sdxl_read_hparams; also names a diffusers folder passed as the
  * path. On success the caller owns *out (st_close). */
 int sdxl_checkpoint_open(const char *path, st_file **out, sdxl_hparams *hp, char *err, size_t errlen);

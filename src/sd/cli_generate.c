@@ -36,6 +36,8 @@ static const char USAGE[] =
     "      --seeding per-image|one  seed+i per image (A1111, default) or one generator (diffusers)\n"
     "      --clip-skip N         text encoder layer from the end (default 2)\n"
     "      --threads N           CPU threads (default: all)\n"
+    "      --device auto|cuda|cpu  the backend (default: SDXL_DEVICE, else auto)\n"
+    "      --precision auto|fp16|bf16|fp32  GPU activations (default: SDXL_CUDA_PRECISION, else auto)\n"
     "      --vae-tile-above N    decode images of more than N pixels in tiles (-1: never)\n"
     "  -o, --output PATH         PNG path (default output.png); further images get _2, _3, ...\n";
 
@@ -91,7 +93,7 @@ static int bad(const char *flag, const char *value)
 }
 
 enum { OPT_STEPS = 256, OPT_CFG, OPT_RESCALE, OPT_SEED, OPT_SAMPLER, OPT_SCHEDULE, OPT_RNG, OPT_SEEDING,
-       OPT_CLIP_SKIP, OPT_THREADS, OPT_TILE };
+       OPT_CLIP_SKIP, OPT_THREADS, OPT_TILE, OPT_DEVICE, OPT_PRECISION };
 
 static const struct option OPTIONS[] = {
     {"model", required_argument, NULL, 'm'},      {"prompt", required_argument, NULL, 'p'},
@@ -103,6 +105,7 @@ static const struct option OPTIONS[] = {
     {"batch", required_argument, NULL, 'n'},      {"seeding", required_argument, NULL, OPT_SEEDING},
     {"clip-skip", required_argument, NULL, OPT_CLIP_SKIP}, {"threads", required_argument, NULL, OPT_THREADS},
     {"vae-tile-above", required_argument, NULL, OPT_TILE}, {"output", required_argument, NULL, 'o'},
+    {"device", required_argument, NULL, OPT_DEVICE}, {"precision", required_argument, NULL, OPT_PRECISION},
     {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
 };
 
@@ -121,7 +124,9 @@ static int apply_flag(generate_args *a, int c, const char *v)
     case 'n': return parse_long(v, 1, SD_MAX_BATCH, &n) ? bad("--batch", v) : (j->batch = (int)n, 0);
     case OPT_STEPS: return parse_long(v, 1, SD_MAX_STEPS, &n) ? bad("--steps", v) : (j->steps = (int)n, 0);
     case OPT_CLIP_SKIP: return parse_long(v, 0, 64, &n) ? bad("--clip-skip", v) : (j->clip_skip = (int)n, 0);
-    case OPT_THREADS: return parse_long(v, 1, 4096, &n) ? bad("--threads", v) : (a->engine.cpu.threads = (int)n, 0);
+    case OPT_THREADS: return parse_long(v, 1, 4096, &n) ? bad("--threads", v) : (a->engine.device.cpu.threads = (int)n, 0);
+    case OPT_DEVICE: return sd_device_kind_parse(v, &a->engine.device.kind) ? bad("--device", v) : 0;
+    case OPT_PRECISION: return sd_precision_parse(v, &a->engine.device.precision) ? bad("--precision", v) : 0;
     case OPT_TILE: return parse_long(v, -1, 1L << 40, &n) ? bad("--vae-tile-above", v) : (j->vae_tile_above = n, 0);
     case OPT_CFG: return parse_float(v, &j->cfg) ? bad("--cfg", v) : 0;
     case OPT_RESCALE: return parse_float(v, &j->guidance_rescale) ? bad("--guidance-rescale", v) : 0;
@@ -252,6 +257,7 @@ int sd_generate_main(int argc, char **argv)
         fprintf(stderr, "sdxl-worker generate: %s\n", err);
         return 1;
     }
+    fprintf(stderr, "device: %s\n", sd_engine_device(e));
     sd_image_out out;
     st = sd_txt2img(e, &a.job, &out, err, sizeof err);
     if (st) {

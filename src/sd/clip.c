@@ -158,17 +158,44 @@ static int project_pooled(sd_backend *be, const sd_clip *m, const sd_tensor *x, 
     return rc;
 }
 
+/* The replaced rows of x [rows_total, w], on the host (as project_pooled
+ * gathers its rows): a job has a few chunks of 77 rows. */
+static int replace_rows(sd_backend *be, sd_tensor *x, int64_t rows_total, int64_t w, const sd_clip_row *rows,
+                        size_t n_rows)
+{
+    float *host = malloc(sizeof(float) * (size_t)(rows_total * w));
+    int rc = host ? sd_tensor_download(be, x, host) : -1;
+    for (size_t i = 0; rc == 0 && i < n_rows; i++)
+        if (rows[i].row >= 0 && rows[i].row < rows_total)
+            memcpy(host + rows[i].row * w, rows[i].vec, sizeof(float) * (size_t)w);
+    if (rc == 0) rc = sd_tensor_upload(be, x, host);
+    free(host);
+    return rc;
+}
+
 int sd_clip_forward(sd_backend *be, const sd_clip *m, const int32_t *ids, int batch, int layer, int32_t eos,
                     sd_tensor *hidden, float *pooled)
+{
+    return sd_clip_forward_rows(be, m, ids, NULL, 0, batch, layer, eos, hidden, pooled);
+}
+
+int sd_clip_forward_rows(sd_backend *be, const sd_clip *m, const int32_t *ids, const sd_clip_row *rows,
+                         size_t n_rows, int batch, int layer, int32_t eos, sd_tensor *hidden, float *pooled)
 {
     const sdxl_te_hparams *hp = &m->hp;
     if (layer < 1 || layer > hp->layers || (pooled && !m->projection.data))
         return -1;
+    sd_backend_set_stage(be, SD_STAGE_TEXT);
     int64_t n = hp->positions, w = hp->width;
     int last = pooled ? hp->layers : layer;
 
     sd_tensor *x = sd_new3(be, batch, n, w), *pos = sd_new2(be, n, w);
     sd_embedding(be, x, &m->token_embedding, ids, (int64_t)batch * n);
+    if (n_rows && !sd_backend_error(be) && replace_rows(be, x, batch * n, w, rows, n_rows)) {
+        sd_tensor_free(be, x);
+        sd_tensor_free(be, pos);
+        return -1;
+    }
     sd_load_weight(be, pos, &m->position_embedding);
     sd_add(be, x, x, pos);
     sd_tensor_free(be, pos);

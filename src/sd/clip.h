@@ -51,4 +51,18 @@ void sd_clip_release(sd_clip *m);
 int sd_clip_forward(sd_backend *be, const sd_clip *m, const int32_t *ids, int batch, int layer,
                     int32_t eos, sd_tensor *hidden, float *pooled);
 
+/* A row of the token embeddings replaced by a vector (width floats): a
+ * textual-inversion embedding (sd/embedding.h). row counts over the batch,
+ * sequence b's position p being b * positions + p. */
+typedef struct {
+    int64_t row;
+    const float *vec;
+} sd_clip_row;
+
+/* sd_clip_forward with rows[0..n_rows) put in place of their token
+ * embeddings before the position embeddings are added (A1111's
+ * EmbeddingsWithFixes; diffusers' added-token embeddings); later rows win. */
+int sd_clip_forward_rows(sd_backend *be, const sd_clip *m, const int32_t *ids, const sd_clip_row *rows,
+                         size_t n_rows, int batch, int layer, int32_t eos, sd_tensor *hidden, float *pooled);
+
 #endif

@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
     SD_F32 = 0,
     SD_F16,
@@ -43,5 +47,9 @@ float sd_f8e5m2_to_f32(uint8_t v);
 void sd_widen(sd_dtype t, const void *src, size_t offset, size_t n, float *dst);
 /* Narrows n fp32 values into a stored array of type t (F32/F16/BF16 only). */
 void sd_narrow(sd_dtype t, const float *src, size_t n, void *dst, size_t offset);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -22,6 +22,7 @@
 #include "sd/tokenizer.h"
 #include "sd/unet.h"
 #include "sd/vae.h"
+#include "sd/vae_file.h"
 
 struct sd_engine {
     char *path;
@@ -35,6 +36,11 @@ struct sd_engine {
     sd_backend *be;
     sd_lora_stack *loras; /* created on the first sd_engine_set_loras */
     bool keep_weights_resident;
+    char device[1280];    /* sd_backend_open's line */
+    sd_embedding_db *embeddings; /* textual inversions prompts may name */
+    sd_vae_file *vae_files;      /* VAEs of the user's choice (sd_engine_add_vae) */
+    sd_vae **vaes;
+    int n_vaes;
 };
 
 const char *sd_status_name(sd_status s)
@@ -46,6 +52,7 @@ const char *sd_status_name(sd_status s)
     case SD_ECANCELLED: return "cancelled";
     case SD_EMODEL: return "model unavailable";
     case SD_EINTERNAL: return "internal";
+    case SD_EDEVICE: return "device unavailable";
     }
     return "unknown";
 }
@@ -78,10 +85,11 @@ sd_status sd_engine_load(const char *path, const sd_engine_options *opts, sd_eng
     }
     sd_status st = SD_EMODEL;
     if (sdxl_checkpoint_open(path, &e->file, &e->hp, err, errlen)) goto failed;
-    if (e->hp.unet.in_channels != e->hp.vae.z_channels || e->hp.unet.out_channels != e->hp.vae.z_channels) {
+    int z = e->hp.vae.z_channels, c_in = e->hp.unet.in_channels;
+    if ((c_in != z && c_in != 2 * z + 1) || e->hp.unet.out_channels != z) {
         fail(st, err, errlen, "%s: the UNet takes %d latent channels and gives %d, the VAE has %d "
-             "(an inpainting or instruct model?); txt2img needs a base model", path,
-             e->hp.unet.in_channels, e->hp.unet.out_channels, e->hp.vae.z_channels);
+             "(an instruct model?); only base models (%d) and inpainting models (%d) run", path,
+             c_in, e->hp.unet.out_channels, z, z, 2 * z + 1);
         goto failed;
     }
     if (sd_text_encoders_bind(&e->te, e->file, &e->hp, err, errlen)) goto failed;
@@ -90,10 +98,16 @@ sd_status sd_engine_load(const char *path, const sd_engine_options *opts, sd_eng
     if (sd_vae_bind(&e->vae, e->file, &e->hp.vae, err, errlen)) goto failed;
     st = SD_ENOMEM;
     e->tok = sd_tokenizer_new();
-    e->be = sd_backend_cpu_new(opts ? &opts->cpu : NULL);
     e->keep_weights_resident = opts && opts->keep_weights_resident;
-    if (!e->tok || !e->be) {
+    e->embeddings = e->tok ? sd_embeddings_new(e->tok, e->hp.te1.width, e->hp.te2.width) : NULL;
+    if (!e->tok || !e->embeddings) {
         fail(st, err, errlen, "engine: out of memory");
+        goto failed;
+    }
+    e->be = sd_backend_open(opts ? &opts->device : NULL, sd_unet_weight_dtype(e->unet), e->device,
+                            sizeof e->device, err, errlen);
+    if (!e->be) {
+        st = strstr(err, "out of memory") ? SD_ENOMEM : SD_EDEVICE;
         goto failed;
     }
     *out = e;
@@ -103,11 +117,23 @@ failed:
     return status_of_message(err, st);
 }
 
+static void free_chosen_vaes(sd_engine *e)
+{
+    for (int i = 0; i < e->n_vaes; i++) {
+        sd_vae_free(e->vaes[i]);
+        sd_vae_file_close(&e->vae_files[i]);
+    }
+    free(e->vaes);
+    free(e->vae_files);
+}
+
 void sd_engine_free(sd_engine *e)
 {
     if (!e) return;
     sd_backend_free(e->be);
+    sd_embeddings_free(e->embeddings);
     sd_tokenizer_free(e->tok);
+    free_chosen_vaes(e);
     sd_vae_free(e->vae);
     sd_unet_free(e->unet);
     if (e->te_bound) sd_text_encoders_release(&e->te);
@@ -119,6 +145,7 @@ void sd_engine_free(sd_engine *e)
 
 const sdxl_hparams *sd_engine_hparams(const sd_engine *e) { return &e->hp; }
 sd_backend *sd_engine_backend(sd_engine *e) { return e->be; }
+const char *sd_engine_device(const sd_engine *e) { return e->device; }
 const char *sd_engine_model_path(const sd_engine *e) { return e->path; }
 
 /* The VAE's downsampling factor: the UNet takes any latent size (odd sides
@@ -126,6 +153,11 @@ const char *sd_engine_model_path(const sd_engine *e) { return e->path; }
 int sd_engine_size_multiple(const sd_engine *e)
 {
     return 1 << (e->hp.vae.num_levels - 1);
+}
+
+int sd_engine_extra_channels(const sd_engine *e)
+{
+    return e->hp.unet.in_channels - e->hp.vae.z_channels;
 }
 
 /* ---- LoRAs ------------------------------------------------------------------ */
@@ -141,14 +173,72 @@ static int rebind_networks(sd_engine *e, char *err, size_t errlen)
     return e->te_bound ? sd_unet_bind(&e->unet, e->file, &e->hp.unet, err, errlen) : -1;
 }
 
+/* sd_lora_change_fn: the backend's copies of rebuilt or freed LoRA-merged
+ * weights are stale. */
+static void forget_weights(void *be, const void *data, size_t bytes) { sd_backend_forget_weights(be, data, bytes); }
+
 sd_lora_status sd_engine_set_loras(sd_engine *e, const sd_lora_spec *specs, size_t n, sd_lora_report *report,
                                    char *err, size_t errlen)
 {
-    if (!e->loras && !(e->loras = sd_lora_stack_new(e->file, &e->hp, err, errlen))) return SD_LORA_ENOMEM;
+    if (!e->loras) {
+        if (!(e->loras = sd_lora_stack_new(e->file, &e->hp, err, errlen))) return SD_LORA_ENOMEM;
+        sd_lora_stack_on_change(e->loras, forget_weights, e->be);
+    }
     uint64_t before = sd_lora_stack_generation(e->loras);
     sd_lora_status st = sd_lora_stack_apply(e->loras, specs, n, report, err, errlen);
     if (sd_lora_stack_generation(e->loras) != before && rebind_networks(e, err, errlen)) return SD_LORA_ENOMEM;
     return st;
+}
+
+/* ---- embeddings and VAEs of the user's choice ----------------------------------- */
+
+sd_embedding_db *sd_engine_embeddings(sd_engine *e) { return e->embeddings; }
+
+/* sd_prompt_prepare with the engine's tokenizer and embeddings; the
+ * negative prompt keeps its tags (A1111 strips them from the prompt only). */
+static sd_status prepare_text(const sd_engine *e, const char *text, bool negative, sd_prompt *out, char *err,
+                              size_t errlen)
+{
+    sd_prompt_options opts = SD_PROMPT_OPTIONS_DEFAULT;
+    opts.strip_extra_networks = !negative;
+    opts.embeddings = e->embeddings;
+    char why[1536];
+    int rc = sd_prompt_prepare(e->tok, text, strlen(text), &opts, out, why, sizeof why);
+    if (rc == SD_PROMPT_EUNAVAILABLE)
+        return fail(SD_EMODEL, err, errlen, "the %s %s", negative ? "negative prompt" : "prompt", why);
+    if (rc) return fail(status_of_message(why, SD_EINVALID), err, errlen, "%s", why);
+    return SD_OK;
+}
+
+sd_status sd_engine_embeddings_used(sd_engine *e, const char *text, bool negative, size_t **used, size_t *n,
+                                    char *err, size_t errlen)
+{
+    sd_prompt p;
+    *used = NULL, *n = 0;
+    sd_status st = prepare_text(e, text ? text : "", negative, &p, err, errlen);
+    if (st) return st;
+    *used = p.used, *n = p.n_used;
+    p.used = NULL;
+    sd_prompt_free(&p);
+    return SD_OK;
+}
+
+sd_status sd_engine_add_vae(sd_engine *e, const char *path, int *index, char *err, size_t errlen)
+{
+    sd_vae_file *files = realloc(e->vae_files, (size_t)(e->n_vaes + 1) * sizeof *files);
+    if (files) e->vae_files = files;
+    sd_vae **vaes = realloc(e->vaes, (size_t)(e->n_vaes + 1) * sizeof *vaes);
+    if (vaes) e->vaes = vaes;
+    if (!files || !vaes) return fail(SD_ENOMEM, err, errlen, "VAE %s: out of memory", path);
+    sd_vae_file *f = &e->vae_files[e->n_vaes];
+    if (sd_vae_file_open(path, f, err, errlen)) return status_of_message(err, SD_EMODEL);
+    if (sd_vae_file_fits(f, &e->hp, err, errlen) ||
+        sd_vae_bind_prefix(&e->vaes[e->n_vaes], f->view, "", &f->hp, err, errlen)) {
+        sd_vae_file_close(f);
+        return status_of_message(err, SD_EMODEL);
+    }
+    *index = ++e->n_vaes;
+    return SD_OK;
 }
 
 /* ---- parameters -------------------------------------------------------------- */
@@ -192,6 +282,8 @@ static sd_status check_params(const sd_engine *e, const sd_txt2img_params *p, ch
         return fail(SD_EINVALID, err, errlen, "rng must be cpu or cuda");
     if (p->seeding != SD_BATCH_SEED_PER_IMAGE && p->seeding != SD_BATCH_ONE_GENERATOR)
         return fail(SD_EINVALID, err, errlen, "unknown batch seeding mode");
+    if (p->vae < 0 || p->vae > e->n_vaes)
+        return fail(SD_EINVALID, err, errlen, "vae %d is not loaded (%d VAEs of choice)", p->vae, e->n_vaes);
     return SD_OK;
 }
 
@@ -204,12 +296,12 @@ void sd_img2img_params_default(sd_img2img_params *p)
 
 /* diffusers' check_inputs (strength in [0, 1]) and get_timesteps (at least
  * one step left); the init image's size. */
-static sd_status check_img2img(const sd_img2img_params *p, const sd_plan *plan, int *begin, int *steps_run,
-                               char *err, size_t errlen)
+static sd_status check_img2img(const sd_img2img_params *p, bool own_latents, const sd_plan *plan, int *begin,
+                               int *steps_run, char *err, size_t errlen)
 {
-    if (!p->init_rgb) return fail(SD_EINVALID, err, errlen, "img2img needs an init image");
-    if (p->init_width < 1 || p->init_height < 1 || p->init_width > SD_MAX_INIT_SIDE ||
-        p->init_height > SD_MAX_INIT_SIDE)
+    if (!p->init_rgb && !own_latents) return fail(SD_EINVALID, err, errlen, "img2img needs an init image");
+    if (!own_latents && (p->init_width < 1 || p->init_height < 1 || p->init_width > SD_MAX_INIT_SIDE ||
+        p->init_height > SD_MAX_INIT_SIDE))
         return fail(SD_EINVALID, err, errlen, "the init image must be 1 to %d pixels per side (got %dx%d)",
                     SD_MAX_INIT_SIDE, p->init_width, p->init_height);
     if (!isfinite(p->strength) || p->strength < 0.0 || p->strength > 1.0)
@@ -234,10 +326,13 @@ typedef struct {
     sd_engine *e;
     const sd_txt2img_params *p;
     const sd_img2img_params *i2i; /* NULL for txt2img */
+    const sd_job_hooks *hooks;  /* NULL for a plain job */
+    const sd_plan *plan;
+    const sd_vae *vae;          /* the checkpoint's or the one the job chose */
     int begin;                  /* the plan's first model evaluation (img2img) */
     int steps_total;            /* the steps this job runs and reports */
     int batch, lh, lw;          /* latent height and width */
-    size_t n_per_image;         /* 4 * lh * lw */
+    size_t n_per_image;         /* z_channels * lh * lw */
     sd_conditioning cond, uncond;
     size_t cond_tokens, uncond_tokens;
     bool guided;
@@ -271,11 +366,8 @@ static bool cancel_requested(const gen_job *j)
 
 static int prepare_prompt(gen_job *j, const char *text, bool negative, sd_prompt *out)
 {
-    sd_prompt_options opts = SD_PROMPT_OPTIONS_DEFAULT;
-    opts.strip_extra_networks = !negative; /* A1111 parses tags in the prompt only */
-    if (!sd_prompt_prepare(j->e->tok, text, strlen(text), &opts, out, j->err, j->errlen)) return 0;
-    j->status = status_of_message(j->err, SD_EINVALID);
-    return -1;
+    j->status = prepare_text(j->e, text, negative, out, j->err, j->errlen);
+    return j->status == SD_OK ? 0 : -1;
 }
 
 /* The prompt (and with CFG the negative, zeroed when empty) through the text
@@ -324,6 +416,7 @@ static int upload_cond(gen_job *j, unet_cond *c, const sd_conditioning *first, c
             memcpy(ctx + ctx_row * r, src->context, sizeof(float) * ctx_row);
             sd_unet_adm_vector(hp, src->pooled, values, y + (size_t)hp->adm_in_channels * r);
         }
+        sd_backend_set_stage(be, SD_STAGE_UNET);
         c->context = sd_new3(be, rows, first->n_tokens, first->width);
         c->y = sd_new2(be, rows, hp->adm_in_channels);
     }
@@ -354,15 +447,42 @@ static int prepare_conditioning(gen_job *j)
            upload_cond(j, &j->c_cond, &j->cond, &j->cond, b, b) ? -1 : 0;
 }
 
+/* The UNet's input for `rows` latents: the latents, then (an inpainting
+ * UNet) the hooks' extra channels of each row's image, torch.cat on dim 1
+ * as StableDiffusionXLInpaintPipeline does. NULL on failure. */
+static sd_tensor *unet_input(gen_job *j, const float *x_in, int rows)
+{
+    sd_backend *be = j->e->be;
+    int z = j->e->hp.vae.z_channels, ec = sd_engine_extra_channels(j->e);
+    sd_tensor *x = sd_new4(be, rows, z + ec, j->lh, j->lw);
+    if (!ec) {
+        if (sd_tensor_upload(be, x, x_in)) sd_tensor_free(be, x), x = NULL;
+        return x;
+    }
+    size_t per_image = (size_t)ec * j->lh * j->lw;
+    float *extra = malloc(sizeof(float) * per_image * rows);
+    sd_tensor *lat = sd_new4(be, rows, z, j->lh, j->lw), *ext = sd_new4(be, rows, ec, j->lh, j->lw);
+    for (int r = 0; extra && r < rows; r++)
+        memcpy(extra + per_image * r, j->hooks->extra + per_image * (r % j->batch), sizeof(float) * per_image);
+    int rc = !extra || sd_tensor_upload(be, lat, x_in) || sd_tensor_upload(be, ext, extra) ||
+             sd_concat(be, x, lat, ext, 1);
+    free(extra);
+    sd_tensor_free(be, lat);
+    sd_tensor_free(be, ext);
+    if (rc) sd_tensor_free(be, x), x = NULL;
+    return x;
+}
+
 /* eps for `rows` latents under one conditioning. */
 static int unet_pass(gen_job *j, const float *x_in, int rows, const unet_cond *c, float t, float *eps)
 {
     sd_engine *e = j->e;
-    int c_in = e->hp.unet.in_channels, c_out = e->hp.unet.out_channels;
-    sd_tensor *x = sd_new4(e->be, rows, c_in, j->lh, j->lw);
+    int c_out = e->hp.unet.out_channels;
+    sd_backend_set_stage(e->be, SD_STAGE_UNET); /* the UNet's own activation dtype for its input and output */
+    sd_tensor *x = unet_input(j, x_in, rows);
     sd_tensor *out = sd_new4(e->be, rows, c_out, j->lh, j->lw);
     char msg[512] = "";
-    int rc = sd_tensor_upload(e->be, x, x_in);
+    int rc = x ? 0 : -1;
     if (!rc) rc = sd_unet_forward(e->be, e->unet, x, t, c->context, c->y, out, msg, sizeof msg);
     if (!rc) rc = sd_tensor_download(e->be, out, eps);
     sd_tensor_free(e->be, x);
@@ -421,53 +541,54 @@ static int draw_noise(void *ctx, float *out, size_t n)
 
 /* ---- img2img: the init latents ------------------------------------------------- */
 
-/* The init image, resized to cover the job's size and centre-cropped,
- * through the VAE encoder: the posterior's mean and logvar (n_per_image
- * values each) of one image. */
-static sd_status encode_init_image(gen_job *j, float *mean, float *logvar)
+/* The VAE a job's `vae` index names (0: the checkpoint's own). */
+static const sd_vae *job_vae(const sd_engine *e, int vae) { return vae > 0 ? e->vaes[vae - 1] : e->vae; }
+
+sd_status sd_engine_vae_encode(sd_engine *e, int vae, const float *chw, int width, int height, float *mean,
+                               float *logvar, char *err, size_t errlen)
 {
-    sd_engine *e = j->e;
-    const sd_img2img_params *q = j->i2i;
-    int w = j->p->width, h = j->p->height, z = e->hp.vae.z_channels;
-    size_t pixels = (size_t)w * h;
-    uint8_t *rgb = malloc(pixels * 3);
-    float *chw = malloc(sizeof(float) * pixels * 3);
-    sd_tensor *image = sd_new4(e->be, 1, 3, h, w);
-    sd_tensor *t_mean = sd_new4(e->be, 1, z, j->lh, j->lw), *t_logvar = sd_new4(e->be, 1, z, j->lh, j->lw);
+    int z = e->hp.vae.z_channels, m = sd_engine_size_multiple(e);
+    if (vae < 0 || vae > e->n_vaes)
+        return fail(SD_EINVALID, err, errlen, "vae %d is not loaded (%d VAEs of choice)", vae, e->n_vaes);
+    if (width < m || height < m || width % m || height % m)
+        return fail(SD_EINVALID, err, errlen, "VAE encode: %dx%d is not a multiple of %d", width, height, m);
+    sd_backend_set_stage(e->be, SD_STAGE_VAE);
+    sd_tensor *image = sd_new4(e->be, 1, 3, height, width);
+    sd_tensor *t_mean = sd_new4(e->be, 1, z, height / 8, width / 8);
+    sd_tensor *t_logvar = sd_new4(e->be, 1, z, height / 8, width / 8);
     char msg[512] = "";
-    int rc = !rgb || !chw || !image || !t_mean || !t_logvar ||
-             img_resize_cover(q->init_rgb, q->init_width, q->init_height, rgb, w, h) ? -1 : 0;
-    if (rc) snprintf(msg, sizeof msg, "out of memory");
-    if (!rc) {
-        sd_vae_from_rgb8(rgb, h, w, chw);
-        rc = sd_tensor_upload(e->be, image, chw);
-    }
-    if (!rc) rc = sd_vae_encode(e->be, e->vae, image, t_mean, t_logvar, msg, sizeof msg);
+    int rc = sd_tensor_upload(e->be, image, chw);
+    if (!rc) rc = sd_vae_encode(e->be, job_vae(e, vae), image, t_mean, t_logvar, msg, sizeof msg);
     if (!rc) rc = sd_tensor_download(e->be, t_mean, mean);
     if (!rc) rc = sd_tensor_download(e->be, t_logvar, logvar);
-    free(rgb);
-    free(chw);
     sd_tensor_free(e->be, image);
     sd_tensor_free(e->be, t_mean);
     sd_tensor_free(e->be, t_logvar);
     if (!rc) return SD_OK;
     const char *why = msg[0] ? msg : sd_backend_error(e->be) ? sd_backend_error(e->be) : "failed";
-    return fail(status_of_message(why, SD_EINTERNAL), j->err, j->errlen, "VAE encode: %s", why);
+    return fail(status_of_message(why, SD_EINTERNAL), err, errlen, "VAE encode: %s", why);
 }
 
-/* The generators' first draw, the posterior sample's noise: one
- * (1, 4, h, w) draw per image generator, or one draw that every image shares
- * under one generator (diffusers encodes the single image once and repeats
- * its latent for num_images_per_prompt). */
-static void draw_posterior_noise(gen_job *j, float *z)
+/* The init image, resized to cover the job's size and centre-cropped,
+ * through the VAE encoder: the posterior's mean and logvar (n_per_image
+ * values each) of one image. */
+static sd_status encode_init_image(gen_job *j, float *mean, float *logvar)
 {
-    size_t n = j->n_per_image;
-    if (j->noise.mode == SD_BATCH_SEED_PER_IMAGE) {
-        sd_batch_rng_randn(&j->noise, n, z);
-        return;
+    const sd_img2img_params *q = j->i2i;
+    int w = j->p->width, h = j->p->height;
+    size_t pixels = (size_t)w * h;
+    uint8_t *rgb = malloc(pixels * 3);
+    float *chw = malloc(sizeof(float) * pixels * 3);
+    sd_status st = !rgb || !chw || img_resize_cover(q->init_rgb, q->init_width, q->init_height, rgb, w, h)
+                       ? fail(SD_ENOMEM, j->err, j->errlen, "VAE encode: out of memory")
+                       : SD_OK;
+    if (st == SD_OK) {
+        sd_vae_from_rgb8(rgb, h, w, chw);
+        st = sd_engine_vae_encode(j->e, j->p->vae, chw, w, h, mean, logvar, j->err, j->errlen);
     }
-    sd_rng_randn(&j->noise.gens[0], n, z);
-    for (int b = 1; b < j->batch; b++) memcpy(z + (size_t)b * n, z, sizeof(float) * n);
+    free(rgb);
+    free(chw);
+    return st;
 }
 
 /* StableDiffusionXLImg2ImgPipeline.prepare_latents: per image
@@ -481,19 +602,23 @@ static sd_status img2img_latents(gen_job *j, const sd_plan *plan, float *latents
     sd_status st = posterior && z ? encode_init_image(j, posterior, posterior + n)
                                   : fail(SD_ENOMEM, j->err, j->errlen, "out of memory for the init latents");
     if (st == SD_OK) {
-        const float *mean = posterior, *logvar = posterior + n;
-        draw_posterior_noise(j, z);
+        /* the generators' first draw, the posterior sample's noise */
+        sd_batch_rng_randn_shared(&j->noise, n, z);
         for (int b = 0; b < j->batch; b++)
-            for (size_t i = 0; i < n; i++) {
-                float std = expf(0.5f * fminf(fmaxf(logvar[i], -30.0f), 20.0f));
-                latents[b * n + i] = (mean[i] + std * z[b * n + i]) * SD_VAE_SCALING_FACTOR;
-            }
+            sd_vae_posterior_sample(posterior, posterior + n, z + b * n, n, latents + b * n);
         sd_batch_rng_randn(&j->noise, n, z);
         sd_sampler_add_noise(plan, j->begin, latents, z, latents, total);
     }
     free(posterior);
     free(z);
     return st;
+}
+
+/* sd_step_fn: the hooks see every update. */
+static void step_done(void *ctx, int next_eval, float *x)
+{
+    gen_job *j = ctx;
+    j->hooks->after_step(j->hooks->ctx, j->plan, next_eval, x);
 }
 
 /* txt2img: from the generator's first draw; img2img: from the noised init
@@ -503,6 +628,7 @@ static sd_status sample(gen_job *j, const sd_plan *plan, float *latents)
     size_t n = (size_t)j->batch * j->n_per_image;
     j->n_evals = plan->n_evals - j->begin;
     sd_sample_io io = {.n = n, .eps = eps_with_progress, .eps_ctx = j, .noise = draw_noise, .noise_ctx = j};
+    if (j->hooks && j->hooks->after_step) io.after_step = step_done, io.step_ctx = j;
     int rc;
     if (j->i2i) {
         rc = sd_sampler_run_from(plan, j->begin, &io, latents);
@@ -528,6 +654,7 @@ static sd_status decode(gen_job *j, const float *latents, uint8_t *rgb)
     bool tiled = tile_above > 0 && pixels > tile_above;
     size_t image_floats = 3 * (size_t)pixels;
     float *z_host = malloc(sizeof(float) * j->n_per_image), *chw = malloc(sizeof(float) * image_floats);
+    sd_backend_set_stage(e->be, SD_STAGE_VAE); /* the VAE's own activation dtype for its input and output */
     sd_tensor *z = sd_new4(e->be, 1, e->hp.vae.z_channels, j->lh, j->lw);
     sd_tensor *image = sd_new4(e->be, 1, e->hp.vae.out_channels, p->height, p->width);
     char msg[512] = "";
@@ -541,8 +668,8 @@ static sd_status decode(gen_job *j, const float *latents, uint8_t *rgb)
         const float *src = latents + (size_t)b * j->n_per_image;
         for (size_t i = 0; i < j->n_per_image; i++) z_host[i] = src[i] / SD_VAE_SCALING_FACTOR;
         rc = sd_tensor_upload(e->be, z, z_host);
-        if (!rc) rc = tiled ? sd_vae_decode_tiled(e->be, e->vae, z, image, p->vae_tile_latent, msg, sizeof msg)
-                            : sd_vae_decode(e->be, e->vae, z, image, msg, sizeof msg);
+        if (!rc) rc = tiled ? sd_vae_decode_tiled(e->be, j->vae, z, image, p->vae_tile_latent, msg, sizeof msg)
+                            : sd_vae_decode(e->be, j->vae, z, image, msg, sizeof msg);
         if (!rc) rc = sd_tensor_download(e->be, image, chw);
         if (!rc) sd_vae_to_rgb8(chw, p->height, p->width, rgb + (size_t)b * image_floats);
     }
@@ -598,8 +725,11 @@ static void job_release(gen_job *j)
 static sd_status prepare_init_latents(gen_job *j, const sd_plan *plan, float *latents, sd_image_out *out)
 {
     double t0 = sd_now_seconds();
+    const sd_job_hooks *h = j->hooks;
     sd_status st = cancel_requested(j) ? fail(SD_ECANCELLED, j->err, j->errlen, "cancelled")
-                                       : img2img_latents(j, plan, latents);
+                   : h && h->init_latents ? h->init_latents(h->ctx, j->e, plan, j->begin, &j->noise, latents, j->err,
+                                                            j->errlen)
+                                          : img2img_latents(j, plan, latents);
     out->t_image_encode = sd_now_seconds() - t0;
     return st;
 }
@@ -635,34 +765,54 @@ static sd_status run_job(gen_job *j, const sd_plan *plan, sd_image_out *out)
     double t2 = sd_now_seconds();
     out->t_denoise = t2 - t1;
     release_weights(j->e, SDXL_UNET_PREFIX);
-    if (st == SD_OK) st = decode(j, latents, out->rgb);
+    float *keep = j->hooks ? j->hooks->latents_out : NULL;
+    if (st == SD_OK && keep) memcpy(keep, latents, sizeof(float) * n);
+    else if (st == SD_OK) st = decode(j, latents, out->rgb);
     free(latents);
     out->t_decode = sd_now_seconds() - t2;
     out->t_total = sd_now_seconds() - t0;
     return st;
 }
 
-/* One job of either kind; i2i is NULL for txt2img. */
+/* The job's peak backend memory: on a GPU what the device had in use at
+ * its fullest (context and library workspaces included), else the
+ * backend's tensors and scratch. */
+static void note_memory(sd_backend *be, sd_image_out *out)
+{
+    sd_mem_stats m;
+    sd_backend_mem(be, &m);
+    out->device = sd_backend_name(be);
+    out->peak_memory_bytes = m.device_used_peak ? m.device_used_peak : m.peak_bytes;
+}
+
+/* One job of either kind; i2i is NULL for txt2img, h for a plain job. */
 static sd_status generate(sd_engine *e, const sd_txt2img_params *p, const sd_img2img_params *i2i,
-                          sd_image_out *out, char *err, size_t errlen)
+                          const sd_job_hooks *h, sd_image_out *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     sd_status st = check_params(e, p, err, errlen);
+    if (st == SD_OK && sd_engine_extra_channels(e) && (!h || h->extra_channels != sd_engine_extra_channels(e) ||
+                                                       !h->extra))
+        st = fail(SD_EINVALID, err, errlen, "this checkpoint is an inpainting model (its UNet takes %d channels): "
+                  "it runs inpainting jobs only (an image and a mask)", e->hp.unet.in_channels);
     if (st) return st;
     sd_sampler_choice choice;
     if (sd_sampler_parse(p->sampler ? p->sampler : "DPM++ 2M", p->schedule, &choice, err, errlen))
         return SD_EINVALID;
     sd_plan plan;
     if (sd_plan_make(&choice, p->steps, &plan, err, errlen)) return status_of_message(err, SD_EINVALID);
-    gen_job j = {.e = e, .p = p, .i2i = i2i, .steps_total = p->steps, .batch = p->batch, .lh = p->height / 8,
-                 .lw = p->width / 8, .guided = p->cfg > 1.0f, .err = err, .errlen = errlen};
-    j.n_per_image = (size_t)e->hp.unet.in_channels * j.lh * j.lw;
-    if (i2i) st = check_img2img(i2i, &plan, &j.begin, &j.steps_total, err, errlen);
+    gen_job j = {.e = e, .p = p, .i2i = i2i, .hooks = h, .plan = &plan, .steps_total = p->steps, .batch = p->batch,
+                 .lh = p->height / 8, .lw = p->width / 8, .guided = p->cfg > 1.0f, .err = err, .errlen = errlen};
+    j.vae = job_vae(e, p->vae);
+    j.n_per_image = (size_t)e->hp.vae.z_channels * j.lh * j.lw;
+    if (i2i) st = check_img2img(i2i, h && h->init_latents, &plan, &j.begin, &j.steps_total, err, errlen);
     if (st == SD_OK) st = alloc_output(p, out, err, errlen);
     out->choice = choice;
     out->steps_run = j.steps_total;
     sd_backend_clear_error(e->be);
+    sd_backend_reset_peak(e->be);
     if (st == SD_OK) st = run_job(&j, &plan, out);
+    note_memory(e->be, out);
     job_release(&j);
     sd_plan_free(&plan);
     if (st != SD_OK) free_images(out);
@@ -671,10 +821,36 @@ static sd_status generate(sd_engine *e, const sd_txt2img_params *p, const sd_img
 
 sd_status sd_txt2img(sd_engine *e, const sd_txt2img_params *p, sd_image_out *out, char *err, size_t errlen)
 {
-    return generate(e, p, NULL, out, err, errlen);
+    return generate(e, p, NULL, NULL, out, err, errlen);
 }
 
 sd_status sd_img2img(sd_engine *e, const sd_img2img_params *p, sd_image_out *out, char *err, size_t errlen)
 {
-    return generate(e, &p->gen, p, out, err, errlen);
+    return generate(e, &p->gen, p, NULL, out, err, errlen);
+}
+
+sd_status sd_txt2img_hooked(sd_engine *e, const sd_txt2img_params *p, const sd_job_hooks *h, sd_image_out *out,
+                            char *err, size_t errlen)
+{
+    return generate(e, p, NULL, h, out, err, errlen);
+}
+
+sd_status sd_img2img_hooked(sd_engine *e, const sd_img2img_params *p, const sd_job_hooks *h, sd_image_out *out,
+                            char *err, size_t errlen)
+{
+    return generate(e, &p->gen, p, h, out, err, errlen);
+}
+
+sd_status sd_engine_warm_up(sd_engine *e, char *err, size_t errlen)
+{
+    if (!strcmp(sd_backend_name(e->be), "cpu")) return SD_OK;
+    sd_txt2img_params p;
+    sd_txt2img_params_default(&p);
+    p.prompt = "warm-up";
+    p.width = p.height = 64 > sd_engine_size_multiple(e) ? 64 : sd_engine_size_multiple(e);
+    p.steps = 1;
+    sd_image_out out;
+    sd_status st = sd_txt2img(e, &p, &out, err, errlen);
+    if (st == SD_OK) sd_image_out_free(&out);
+    return st;
 }

@@ -7,7 +7,8 @@
  *
  * txt2img, per job:
  *   1. prompts (sd/prompt.h: <lora:...> tags stripped from the prompt,
- *      attention syntax, 75-token chunks) -> context [77*chunks, 2048] and
+ *      attention syntax, textual-inversion embeddings named in them,
+ *      75-token chunks) -> context [77*chunks, 2048] and
  *      pooled (sd/text_encoder.h); an empty negative prompt gives all-zero
  *      context and pooled (diffusers' force_zeros_for_empty_prompt, A1111's
  *      force_zero_negative_prompt). With cfg <= 1 the negative is not encoded;
@@ -22,7 +23,8 @@
  *      (a long prompt against a short negative) they run as two UNet calls,
  *      as A1111 does without pad_cond_uncond. Sampler noise continues each
  *      image's own generator;
- *   4. latents / 0.13025 -> VAE decode (tiled above a size threshold) ->
+ *   4. latents / 0.13025 -> VAE decode (the checkpoint's VAE or the one the
+ *      job chose, sd_engine_add_vae; tiled above a size threshold) ->
  *      RGB8 as VaeImageProcessor rounds (sd_vae_to_rgb8).
  *
  * img2img (sd_img2img) runs diffusers' StableDiffusionXLImg2ImgPipeline:
@@ -51,6 +53,8 @@
 
 #include "sd/backend.h"
 #include "sd/checkpoint.h"
+#include "sd/device.h"
+#include "sd/embedding.h"
 #include "sd/lora.h"
 #include "sd/rng.h"
 #include "sd/sampler.h"
@@ -64,12 +68,16 @@ typedef enum {
     SD_ECANCELLED, /* the cancel flag was set or the progress callback asked to stop */
     SD_EMODEL,     /* the checkpoint could not be opened or is not an SDXL base model */
     SD_EINTERNAL,  /* anything else the backend reported */
+    SD_EDEVICE,    /* the device asked for is not usable (SDXL_DEVICE=cuda without a GPU) */
 } sd_status;
 
 const char *sd_status_name(sd_status s); /* "ok", "invalid", "out of memory", ... */
 
 typedef struct {
-    sd_cpu_options cpu; /* backend tunables; zero fields take the defaults */
+    /* The backend (sd/device.h): zero fields take SDXL_DEVICE and
+     * SDXL_CUDA_PRECISION from the environment, and the CPU tunables their
+     * defaults. */
+    sd_device_options device;
     /* 0 (default): after encoding the prompts, and again before decoding,
      * the process drops its mapping of the text encoders' and the UNet's
      * file pages (st_release_pages): the page cache keeps them, the next job
@@ -80,10 +88,20 @@ typedef struct {
 } sd_engine_options;
 
 /* Opens the checkpoint (sdxl_checkpoint_open: mapped, validated), binds the
- * text encoders, UNet and VAE, builds the tokenizer and the CPU backend.
- * opts may be NULL. SD_OK, or SD_EMODEL / SD_ENOMEM with err. */
+ * text encoders, UNet and VAE, builds the tokenizer and opens the backend
+ * (sd_backend_open: the GPU when one is usable, else the CPU). opts may be
+ * NULL. SD_OK, or SD_EMODEL / SD_EDEVICE / SD_ENOMEM with err. */
 sd_status sd_engine_load(const char *path, const sd_engine_options *opts, sd_engine **out, char *err,
                          size_t errlen);
+/* On a GPU: runs a one-step 64x64 job so that every weight the text
+ * encoders, the UNet and the VAE decoder use is on the device (with the
+ * active LoRA set merged in) and the libraries have chosen their
+ * algorithms; the first real job then pays none of it. Does nothing on the
+ * CPU, whose weights stay mapped. SD_OK, or the job's status with err. */
+sd_status sd_engine_warm_up(sd_engine *e, char *err, size_t errlen);
+/* The start-up line of the backend in use (sd_backend_open's `line`): the
+ * device, and for a CPU fall-back why the GPU is not used. */
+const char *sd_engine_device(const sd_engine *e);
 void sd_engine_free(sd_engine *e); /* NULL is fine */
 
 const sdxl_hparams *sd_engine_hparams(const sd_engine *e);
@@ -99,6 +117,26 @@ int sd_engine_size_multiple(const sd_engine *e);
  * SD_LORA_EMISMATCH the previous set stays active. report may be NULL. */
 sd_lora_status sd_engine_set_loras(sd_engine *e, const sd_lora_spec *specs, size_t n, sd_lora_report *report,
                                    char *err, size_t errlen);
+
+/* Textual-inversion embeddings (sd/embedding.h) that prompts and negative
+ * prompts may name: the engine's set, empty after loading; load files into
+ * it with sd_embeddings_load (widths are the engine's encoders'). */
+sd_embedding_db *sd_engine_embeddings(sd_engine *e);
+/* The embeddings `text` names (negative: a negative prompt, whose <...>
+ * tags are text), as indices into sd_engine_embeddings in A1111's order of
+ * first use; *used is malloc'd (free it; NULL when none). SD_OK, SD_EINVALID
+ * for a prompt that does not parse, SD_EMODEL when it names an embedding
+ * that could not be loaded (err names it and the reason), SD_ENOMEM. */
+sd_status sd_engine_embeddings_used(sd_engine *e, const char *text, bool negative, size_t **used, size_t *n,
+                                    char *err, size_t errlen);
+
+/* A VAE of the user's choice (sd/vae_file.h: LDM or diffusers names) for
+ * jobs to decode (and img2img to encode) with: *index is the value of
+ * sd_txt2img_params.vae that picks it (1 for the first added, 2 for the
+ * next...). The file stays mapped until the engine is freed. SD_OK, or
+ * SD_EMODEL when it is not an SDXL VAE this checkpoint can use (err says
+ * what it is), SD_ENOMEM. */
+sd_status sd_engine_add_vae(sd_engine *e, const char *path, int *index, char *err, size_t errlen);
 
 /* Called after each sampling step with step = 1..total (total = steps; a
  * sampler with two model calls per step reports after the step's last call).
@@ -130,6 +168,7 @@ typedef struct {
      * 0: SD_VAE_TILE_ABOVE_DEFAULT; negative: never tile. */
     long vae_tile_above;
     int vae_tile_latent;         /* tile edge in latent pixels for sd_vae_decode_tiled; 0: its default */
+    int vae;                     /* 0: the checkpoint's own VAE; n: the n-th sd_engine_add_vae */
 } sd_txt2img_params;
 
 /* The worker's defaults: 1024x1024, 24 steps, cfg 4.5, DPM++ 2M Karras,
@@ -164,6 +203,9 @@ typedef struct {
     double t_encode, t_denoise, t_decode, t_total; /* seconds */
     int steps_run;            /* the steps the job runs: steps, or img2img's int(steps * strength) */
     double t_image_encode;    /* img2img: resizing and VAE-encoding the init image (seconds, in t_total) */
+    const char *device;       /* the backend that ran the job: "cpu" or "cuda" */
+    size_t peak_memory_bytes; /* its peak: device memory in use on a GPU (sd_mem_stats.device_used_peak),
+                                 tensors and scratch on the CPU (sd_mem_stats.peak_bytes) */
 } sd_image_out;
 
 void sd_image_out_free(sd_image_out *o);
@@ -178,5 +220,44 @@ sd_status sd_txt2img(sd_engine *e, const sd_txt2img_params *p, sd_image_out *out
  * oversized init image, a strength outside [0, 1], and a strength that
  * leaves no step to run. */
 sd_status sd_img2img(sd_engine *e, const sd_img2img_params *p, sd_image_out *out, char *err, size_t errlen);
+
+/* ---- jobs built on txt2img and img2img (sd/inpaint.h, sd/hires.h) ----------- */
+
+/* What such a job changes in a txt2img or img2img run; every member is
+ * optional (zero/NULL: the plain run). */
+typedef struct {
+    void *ctx;
+    /* img2img only: the starting latents (batch x n_per_image floats, n =
+     * z_channels * h/8 * w/8) of a run that starts at plan evaluation
+     * `begin`, in place of encoding init_rgb; the draws come from the job's
+     * generators `rng` (the sampler's noise continues them). */
+    sd_status (*init_latents)(void *ctx, sd_engine *e, const sd_plan *plan, int begin, sd_batch_rng *rng,
+                              float *latents, char *err, size_t errlen);
+    /* after every sampler update (sd_sample_io.after_step), with the plan */
+    void (*after_step)(void *ctx, const sd_plan *plan, int next_eval, float *x);
+    /* Channels appended to the UNet's input after the latents (an
+     * inpainting UNet's mask and masked-image latents): extra_channels x
+     * h/8 x w/8 floats per image; required when the UNet takes more
+     * channels than the latents have. */
+    int extra_channels;
+    const float *extra;
+    /* When set: the final latents (batch x n_per_image) land here and
+     * nothing is decoded (out->rgb is then left unset). */
+    float *latents_out;
+} sd_job_hooks;
+
+sd_status sd_txt2img_hooked(sd_engine *e, const sd_txt2img_params *p, const sd_job_hooks *h, sd_image_out *out,
+                            char *err, size_t errlen);
+/* With h->init_latents, p->init_rgb is not needed. */
+sd_status sd_img2img_hooked(sd_engine *e, const sd_img2img_params *p, const sd_job_hooks *h, sd_image_out *out,
+                            char *err, size_t errlen);
+
+/* The VAE encoder's posterior of one image, chw [3, h, w] in [-1, 1] (h, w
+ * multiples of 8): mean and logvar, z_channels x h/8 x w/8 floats each.
+ * vae: as sd_txt2img_params.vae (0: the checkpoint's own). */
+sd_status sd_engine_vae_encode(sd_engine *e, int vae, const float *chw, int width, int height, float *mean,
+                               float *logvar, char *err, size_t errlen);
+/* UNet input channels beyond the latents': 0, or 5 for an inpainting UNet. */
+int sd_engine_extra_channels(const sd_engine *e);
 
 #endif

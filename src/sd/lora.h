@@ -9,8 +9,10 @@
  *                       lora_te1_* / lora_te_* (CLIP-L), lora_te2_* (bigG,
  *                       q/k/v onto row blocks of the fused in_proj);
  *                       .lora_down/.lora_up[/.lora_mid].weight, .alpha
- *   diffusers / PEFT    unet.* / text_encoder.* / text_encoder_2.*,
- *                       lora_A/lora_B (and the older to_q_lora.down forms);
+ *   diffusers / PEFT    unet.* / text_encoder.* / text_encoder_2.* (with or
+ *                       without text_model.), lora_A/lora_B, the training
+ *                       scripts' .lora.down/.lora_linear_layer.down and the
+ *                       older to_q_lora.down forms;
  *                       alphas from __metadata__ lora_adapter_metadata
  *   LyCORIS             LoHa (hada_*), LoKr (lokr_*), full (.diff, .diff_b),
  *                       DoRA (.dora_scale on any of them)
@@ -100,6 +102,13 @@ void sd_lora_stack_free(sd_lora_stack *s);
  * modification time are unchanged. */
 sd_lora_status sd_lora_stack_apply(sd_lora_stack *s, const sd_lora_spec *specs, size_t n, sd_lora_report *report,
                                    char *err, size_t errlen);
+
+/* Called with the bytes of every merged buffer the stack is about to
+ * rebuild in place or free, and of every checkpoint tensor a merged buffer
+ * replaces (during sd_lora_stack_apply): a backend's copies of those weights
+ * (sd_backend_forget_weights) are stale or unused from then on. */
+typedef void (*sd_lora_change_fn)(void *ctx, const void *data, size_t bytes);
+void sd_lora_stack_on_change(sd_lora_stack *s, sd_lora_change_fn fn, void *ctx);
 
 /* Changes whenever the overlay changed (including the reset after
  * SD_LORA_ENOMEM): then the networks must be bound again. */

@@ -230,11 +230,24 @@ static bool mul_ok(int64_t a, int64_t b, int64_t *out)
     return a >= 0 && b >= 0 && !__builtin_mul_overflow(a, b, out);
 }
 
-static int64_t flat_cols(const sd_weight *w) /* elements per first-axis entry */
+static int64_t flat_cols(const sd_weight *w) /* elements per first-axis entry; -1 when it overflows */
 {
     int64_t n = 1;
-    for (int d = 1; d < w->ndim; d++) n *= w->shape[d];
+    for (int d = 1; d < w->ndim; d++)
+        if (!mul_ok(n, w->shape[d], &n)) return -1;
     return n;
+}
+
+/* The name of a part of the module with a zero-size dimension, or NULL.
+ * Such a factor is empty: every product over it is a zero-rank product
+ * (a division by zero in the merge), and its other dimensions are not
+ * bounded by the file's size, so nothing is computed from them. */
+static const char *empty_part(const lora_module *m)
+{
+    for (int p = 0; p < P_COUNT; p++)
+        for (int d = 0; HAS(m, p) && d < NDIM(m, p); d++)
+            if (DIM(m, p, d) < 1) return part_names[p];
+    return NULL;
 }
 
 /* The module's type, and how many types its tensors belong to (1 when sane;
@@ -293,11 +306,12 @@ static sd_lora_status shape_loha(parse_ctx *c, const lora_module *m, delta_shape
         s->kh = t1->shape[2];
         s->kw = t1->shape[3];
         s->kernel_known = true;
-        ok = ok && mul_ok(w1b->shape[1], s->kh * s->kw, &s->cols);
+        int64_t khw;
+        ok = ok && mul_ok(s->kh, s->kw, &khw) && mul_ok(w1b->shape[1], khw, &s->cols);
     } else { /* a [out, r], b [r, in(*kh*kw)] per factor (HadaWeight) */
         ok = w1a->ndim == 2 && w2a->ndim == 2 && w1b->ndim >= 2 && w2b->ndim >= 2 &&
              w1a->shape[1] == w1b->shape[0] && w2a->shape[1] == w2b->shape[0] && w1a->shape[0] == w2a->shape[0] &&
-             flat_cols(w1b) == flat_cols(w2b);
+             flat_cols(w1b) >= 0 && flat_cols(w1b) == flat_cols(w2b);
         s->rows = w1a->shape[0];
         s->cols = flat_cols(w1b);
         s->kernel_known = w1b->ndim == 4;
@@ -361,7 +375,7 @@ static sd_lora_status shape_full(parse_ctx *c, const lora_module *m, delta_shape
         s->kernel_known = diff->ndim == 4;
         s->kh = s->kernel_known ? diff->shape[2] : 1;
         s->kw = s->kernel_known ? diff->shape[3] : 1;
-        if (diff->ndim < 1 || (HAS(m, P_DIFF_B) && (db->ndim != 1 || db->shape[0] != s->rows)))
+        if (diff->ndim < 1 || s->cols < 0 || (HAS(m, P_DIFF_B) && (db->ndim != 1 || db->shape[0] != s->rows)))
             return fail(c, SD_LORA_EFILE, "malformed: module %.200s: diff and diff_b disagree", m->name);
     } else {
         if (db->ndim != 1) return fail(c, SD_LORA_EFILE, "malformed: module %.200s: diff_b is not a vector", m->name);
@@ -442,6 +456,8 @@ static sd_lora_status check_module(parse_ctx *c, lora_file *lf, lora_module *m, 
         return fail(c, SD_LORA_EFILE, "malformed: module %.200s mixes tensors of different LoRA types", m->name);
     if (types == 0) /* only alpha/scale/dora_scale: nothing to apply */
         return list_unmatched(lf, m->name) ? fail(c, SD_LORA_ENOMEM, "out of memory") : SD_LORA_OK;
+    const char *empty = empty_part(m);
+    if (empty) return fail(c, SD_LORA_EFILE, "malformed: module %.200s: %s has a zero-size dimension", m->name, empty);
     delta_shape s = {0};
     sd_lora_status st = m->kind == K_LORA ? shape_lora(c, m, &s) : m->kind == K_LOHA ? shape_loha(c, m, &s)
                       : m->kind == K_LOKR ? shape_lokr(c, m, &s) : shape_full(c, m, &s);

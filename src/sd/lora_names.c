@@ -9,16 +9,19 @@
  *                                          diffusion_model.<sgm>, model.diffusion_model.<sgm>
  *   CLIP-L conditioner.embedders.0.transformer.text_model.<m>
  *                                          lora_te1_text_model_<m with _>, lora_te_text_model_<m with _>
- *                                          text_encoder.text_model.<m>
+ *                                          text_encoder.text_model.<m>, text_encoder.<m>
  *   bigG  conditioner.embedders.1.model.transformer.resblocks.N.{attn.in_proj
  *         rows q|k|v, attn.out_proj, mlp.c_fc, mlp.c_proj} under their
  *         transformers names encoder.layers.N.{self_attn.q/k/v/out_proj, mlp.fc1/fc2}:
- *                                          lora_te2_text_model_<m with _>, text_encoder_2.text_model.<m>
+ *                                          lora_te2_text_model_<m with _>, text_encoder_2.text_model.<m>,
+ *                                          text_encoder_2.<m>
  * SGM -> diffusers UNet names follow diffusers' convert_ldm_unet_checkpoint
  * (loaders/single_file_utils.py, diffusers 0.42; spec
  * sdxl-numerics-diffusers.md §2.4); kohya's prefixes follow its
  * networks/lora.py (LORA_PREFIX_UNET, LORA_PREFIX_TEXT_ENCODER1/2) as read
- * by diffusers' _convert_non_diffusers_lora_to_diffusers. Old diffusers
+ * by diffusers' _convert_non_diffusers_lora_to_diffusers. The text encoders'
+ * PEFT names come without "text_model." where transformers 5 drops it
+ * (CLIPTextModel's state dict: text_encoder.encoder.layers...). Old diffusers
  * attention-processor names (attn1.processor.to_q_lora,
  * self_attn.to_q_lora) are rewritten before the lookup. */
 #include <stdio.h>
@@ -172,7 +175,7 @@ static int add_te1(lora_names *ix, const st_file *f, const st_tensor *t)
     if (!tg) return -1;
     underscored(m, u, sizeof u);
     return alias(ix, tg, "lora_te1_text_model_", u) | alias(ix, tg, "lora_te_text_model_", u) |
-           alias(ix, tg, "text_encoder.text_model.", m);
+           alias(ix, tg, "text_encoder.text_model.", m) | alias(ix, tg, "text_encoder.", m);
 }
 
 /* bigG layer i under its transformers names. */
@@ -202,7 +205,7 @@ static int add_te2_layer(lora_names *ix, const st_file *f, int i, int64_t width)
         snprintf(m, sizeof m, "encoder.layers.%d.%s", i, parts[p].hf);
         underscored(m, u, sizeof u);
         rc |= alias(ix, tg, "lora_te2_text_model_", u) |
-              alias(ix, tg, "text_encoder_2.text_model.", m);
+              alias(ix, tg, "text_encoder_2.text_model.", m) | alias(ix, tg, "text_encoder_2.", m);
     }
     return rc;
 }

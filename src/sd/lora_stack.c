@@ -58,6 +58,8 @@ struct sd_lora_stack {
     merged_tensor *merged;  /* sorted by tensor address */
     size_t n_merged;
     uint64_t generation;
+    sd_lora_change_fn on_change; /* told of every merged buffer rebuilt in place or freed */
+    void *on_change_ctx;
     float *scratch;         /* the fp32 tensor being rebuilt, reused during one apply */
     size_t scratch_cap;     /* floats */
 };
@@ -102,6 +104,18 @@ static void free_merged(merged_tensor *m)
 {
     free(m->buf);
     free(m->sig);
+}
+
+/* The merged buffer's bytes are about to change or go away. */
+static void changed(const sd_lora_stack *s, const merged_tensor *m)
+{
+    if (s->on_change && m->buf) s->on_change(s->on_change_ctx, m->buf, (size_t)m->t->numel * sd_dtype_size(m->dtype));
+}
+
+void sd_lora_stack_on_change(sd_lora_stack *s, sd_lora_change_fn fn, void *ctx)
+{
+    s->on_change = fn;
+    s->on_change_ctx = ctx;
 }
 
 static void close_set(active_lora *set, size_t n)
@@ -324,6 +338,7 @@ static int rebuild(sd_lora_stack *s, const plan_item *items, size_t n, merged_te
     bool dora = false;
     for (size_t i = 0; i < n; i++) dora |= items[i].c.mod->part[P_DORA].data != NULL;
     float *w = scratch(s, numel), *w0 = dora ? malloc(numel * sizeof *w0) : NULL;
+    changed(s, m);
     m->dtype = t->dtype == SD_F32 || t->dtype == SD_BF16 ? t->dtype : SD_F16;
     if (!m->buf) m->buf = malloc(numel * sd_dtype_size(m->dtype));
     int rc = w && m->buf && (!dora || w0) ? 0 : -1;
@@ -351,6 +366,7 @@ static void reset(sd_lora_stack *s)
 {
     for (size_t i = 0; i < s->n_merged; i++) {
         sd_overlay_remove(s->overlay, s->merged[i].t->name);
+        changed(s, &s->merged[i]);
         free_merged(&s->merged[i]);
     }
     free(s->merged);
@@ -367,6 +383,7 @@ static int publish(sd_lora_stack *s, const merged_tensor *m)
     sd_weight w = {.dtype = m->dtype, .ndim = m->t->ndim, .data = m->buf};
     memcpy(w.shape, m->t->shape, sizeof w.shape[0] * (size_t)m->t->ndim);
     if (sd_overlay_put(s->overlay, m->t->name, &w)) return -1;
+    if (s->on_change) s->on_change(s->on_change_ctx, m->t->data, (size_t)m->t->nbytes); /* the original is unused now */
     if (s->release_pages) lora_release_pages(m->t->data, (size_t)m->t->nbytes);
     return 0;
 }
@@ -378,6 +395,7 @@ typedef struct {
 static void restore(sd_lora_stack *s, merged_tensor *m, merge_counts *counts)
 {
     sd_overlay_remove(s->overlay, m->t->name);
+    changed(s, m);
     free_merged(m);
     counts->restored++;
 }

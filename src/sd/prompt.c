@@ -350,7 +350,8 @@ static int export_fragments(const attention *a, sd_prompt_fragment **frags, size
     *n_frags = a->n;
     for (size_t k = 0; k < a->n; k++) {
         (*frags)[k].weight = a->weight[k];
-        (*frags)[k].text = uni_to_utf8(a->pool.cp + a->off[k], a->len[k], &(*frags)[k].len);
+        const uint32_t *text = a->len[k] ? a->pool.cp + a->off[k] : NULL; /* the pool is NULL while empty */
+        (*frags)[k].text = uni_to_utf8(text, a->len[k], &(*frags)[k].len);
         if (!(*frags)[k].text) return oom(err, errlen);
     }
     return 0;
@@ -394,7 +395,13 @@ typedef struct {
     sd_prompt_chunk *chunks;
     size_t n_chunks, cap;
     size_t token_count;
+    /* embeddings: the current chunk's fixes (slot, embedding) and every one placed */
+    const sd_embedding_db *emb;
+    size_t fix_at[SD_PROMPT_CHUNK_CONTENT], fix_emb[SD_PROMPT_CHUNK_CONTENT], n_fixes;
+    size_t *used, n_used;
 } chunker;
+
+enum { CHUNK_OOM = -1, CHUNK_UNAVAILABLE = -2 };
 
 /* bigG's copy: process_tokens sets everything after the first EOS to the
  * pad id 0 (id_end != id_pad). */
@@ -403,6 +410,23 @@ static void fill_bigg_ids(sd_prompt_chunk *c)
     size_t k = 0;
     while (k < SD_TOK_CONTEXT && c->ids_l[k] != SD_TOK_EOS) k++;
     for (size_t i = 0; i < SD_TOK_CONTEXT; i++) c->ids_g[i] = i > k ? SD_TOK_BANG : c->ids_l[i];
+}
+
+/* EmbeddingsWithFixes: a fix at slot o puts the embedding's vectors on rows
+ * o + 1 (after BOS) onwards, as many as fit the 77 rows. */
+static void place_fixes(chunker *ck, sd_prompt_chunk *c)
+{
+    memset(c->emb, 0, sizeof c->emb);
+    memset(c->emb_vector, 0, sizeof c->emb_vector);
+    for (size_t f = 0; f < ck->n_fixes; f++) {
+        size_t row = ck->fix_at[f] + 1;
+        int n = sd_embedding_vectors(ck->emb, ck->fix_emb[f]);
+        for (int v = 0; v < n && row < SD_TOK_CONTEXT; v++, row++) {
+            c->emb[row] = (int16_t)(ck->fix_emb[f] + 1);
+            c->emb_vector[row] = (uint8_t)v;
+        }
+    }
+    ck->n_fixes = 0;
 }
 
 /* next_chunk(is_last): pad with EOS at weight 1.0, frame with BOS/EOS. */
@@ -427,13 +451,15 @@ static int next_chunk(chunker *ck, bool is_last)
     c->ids_l[SD_TOK_CONTEXT - 1] = SD_TOK_EOS;
     c->weights[SD_TOK_CONTEXT - 1] = 1.0f;
     fill_bigg_ids(c);
+    place_fixes(ck, c);
     ck->len = 0;
     ck->last_comma = -1;
     return 0;
 }
 
-/* The token loop of tokenize_line for one token. */
-static int add_token(chunker *ck, int32_t token, double weight, int backtrack)
+/* The token loop of tokenize_line up to where a token or an embedding is
+ * placed: the comma bookkeeping, the backtrack, a full chunk closed. */
+static int make_room(chunker *ck, int32_t token, int backtrack)
 {
     if (token == SD_TOK_COMMA) {
         ck->last_comma = (long)ck->len;
@@ -451,11 +477,60 @@ static int add_token(chunker *ck, int32_t token, double weight, int backtrack)
         memcpy(ck->mults, mults, moved * sizeof *mults);
         ck->len = moved;
     }
-    if (ck->len == SD_PROMPT_CHUNK_CONTENT && next_chunk(ck, false)) return -1;
+    return ck->len == SD_PROMPT_CHUNK_CONTENT ? next_chunk(ck, false) : 0;
+}
+
+static void append(chunker *ck, int32_t token, double weight)
+{
     ck->tokens[ck->len] = token;
     ck->mults[ck->len] = weight;
     ck->len++;
+}
+
+static int note_used(chunker *ck, size_t e)
+{
+    for (size_t i = 0; i < ck->n_used; i++)
+        if (ck->used[i] == e) return 0;
+    size_t *grown = realloc(ck->used, (ck->n_used + 1) * sizeof *grown);
+    if (!grown) return CHUNK_OOM;
+    ck->used = grown;
+    ck->used[ck->n_used++] = e;
     return 0;
+}
+
+/* The embedding's n vectors as n placeholder slots at the fragment's
+ * weight, in a new chunk when they do not fit in this one. */
+static int add_embedding(chunker *ck, size_t e, double weight, char *err, size_t errlen)
+{
+    const char *why = sd_embedding_unavailable(ck->emb, e);
+    if (why) {
+        sd_error(err, errlen, "names the embedding '%s', which is unavailable: %s", sd_embedding_name(ck->emb, e), why);
+        return CHUNK_UNAVAILABLE;
+    }
+    int n = sd_embedding_vectors(ck->emb, e);
+    if (ck->len + (size_t)n > SD_PROMPT_CHUNK_CONTENT && next_chunk(ck, false)) return CHUNK_OOM;
+    ck->fix_at[ck->n_fixes] = ck->len;
+    ck->fix_emb[ck->n_fixes++] = e;
+    for (int v = 0; v < n; v++) append(ck, SD_TOK_BANG, weight);
+    return note_used(ck, e);
+}
+
+/* One fragment's tokens, an embedding wherever one's name starts. */
+static int add_fragment(chunker *ck, const sd_tok_ids *ids, double weight, int backtrack, char *err, size_t errlen)
+{
+    int rc = 0;
+    for (size_t k = 0; k < ids->n && rc == 0;) {
+        size_t len = 0;
+        long e = sd_embeddings_match(ck->emb, ids->ids, ids->n, k, &len);
+        if (make_room(ck, ids->ids[k], backtrack)) return CHUNK_OOM;
+        if (e < 0) {
+            append(ck, ids->ids[k++], weight);
+            continue;
+        }
+        rc = add_embedding(ck, (size_t)e, weight, err, errlen);
+        k += len;
+    }
+    return rc;
 }
 
 static bool is_break(const sd_prompt_fragment *f)
@@ -463,32 +538,46 @@ static bool is_break(const sd_prompt_fragment *f)
     return f->weight == -1 && f->len == 5 && !memcmp(f->text, "BREAK", 5);
 }
 
-int sd_prompt_make_chunks(const sd_tokenizer *tok, const sd_prompt_fragment *frags, size_t n_frags,
-                          int comma_padding_backtrack, sd_prompt_chunk **chunks, size_t *n_chunks,
-                          size_t *token_count, char *err, size_t errlen)
+int sd_prompt_make_chunks_embedded(const sd_tokenizer *tok, const sd_embedding_db *emb,
+                                   const sd_prompt_fragment *frags, size_t n_frags, int comma_padding_backtrack,
+                                   sd_prompt_chunk **chunks, size_t *n_chunks, size_t *token_count,
+                                   size_t **used, size_t *n_used, char *err, size_t errlen)
 {
     chunker *ck = calloc(1, sizeof *ck);
     if (!ck) return oom(err, errlen);
     ck->last_comma = -1;
+    ck->emb = emb;
     sd_tok_ids ids = {0};
     int rc = 0;
     for (size_t f = 0; f < n_frags && rc == 0; f++) {
         if (is_break(&frags[f])) { rc = next_chunk(ck, false); continue; }
         ids.n = 0;
         rc = sd_tokenize(tok, SD_TOK_CLIP_L, frags[f].text, frags[f].len, &ids);
-        for (size_t k = 0; k < ids.n && rc == 0; k++)
-            rc = add_token(ck, ids.ids[k], frags[f].weight, comma_padding_backtrack);
+        if (rc == 0) rc = add_fragment(ck, &ids, frags[f].weight, comma_padding_backtrack, err, errlen);
     }
     if (rc == 0 && (ck->len || ck->n_chunks == 0)) rc = next_chunk(ck, true);
     sd_tok_ids_free(&ids);
     if (rc) {
         free(ck->chunks);
-        *chunks = NULL, *n_chunks = 0, *token_count = 0;
+        free(ck->used);
+        *chunks = NULL, *n_chunks = 0, *token_count = 0, *used = NULL, *n_used = 0;
     } else {
         *chunks = ck->chunks, *n_chunks = ck->n_chunks, *token_count = ck->token_count;
+        *used = ck->used, *n_used = ck->n_used;
     }
     free(ck);
-    return rc ? oom(err, errlen) : 0;
+    return rc == CHUNK_UNAVAILABLE ? SD_PROMPT_EUNAVAILABLE : rc ? oom(err, errlen) : 0;
+}
+
+int sd_prompt_make_chunks(const sd_tokenizer *tok, const sd_prompt_fragment *frags, size_t n_frags,
+                          int comma_padding_backtrack, sd_prompt_chunk **chunks, size_t *n_chunks,
+                          size_t *token_count, char *err, size_t errlen)
+{
+    size_t *used, n_used;
+    int rc = sd_prompt_make_chunks_embedded(tok, NULL, frags, n_frags, comma_padding_backtrack, chunks, n_chunks,
+                                            token_count, &used, &n_used, err, errlen);
+    free(used);
+    return rc;
 }
 
 /* --- the whole pipeline -------------------------------------------------------------- */
@@ -500,6 +589,7 @@ void sd_prompt_free(sd_prompt *p)
     sd_extra_networks_free(p->networks, p->n_networks);
     sd_prompt_fragments_free(p->fragments, p->n_fragments);
     free(p->chunks);
+    free(p->used);
     memset(p, 0, sizeof *p);
 }
 
@@ -515,9 +605,11 @@ static int prepare(const sd_tokenizer *tok, const uint32_t *cp, size_t n, const 
         p->is_empty = p->text_len == 0;
         rc = fragments_of(text.cp, text.n, o->emphasis, &p->fragments, &p->n_fragments, err, errlen);
     }
+    p->embeddings = o->embeddings;
     if (rc == 0)
-        rc = sd_prompt_make_chunks(tok, p->fragments, p->n_fragments, o->comma_padding_backtrack,
-                                   &p->chunks, &p->n_chunks, &p->token_count, err, errlen);
+        rc = sd_prompt_make_chunks_embedded(tok, o->embeddings, p->fragments, p->n_fragments,
+                                            o->comma_padding_backtrack, &p->chunks, &p->n_chunks, &p->token_count,
+                                            &p->used, &p->n_used, err, errlen);
     uni_str_free(&text);
     return rc;
 }

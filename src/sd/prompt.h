@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sd/embedding.h"
 #include "sd/tokenizer.h"
 
 #define SD_PROMPT_CHUNK_CONTENT 75   /* A1111 chunk_length */
@@ -51,12 +52,19 @@ typedef struct {
     int32_t ids_l[SD_TOK_CONTEXT]; /* CLIP-L: BOS, tokens, EOS, EOS... (pad 49407) */
     int32_t ids_g[SD_TOK_CONTEXT]; /* bigG: ids_l with every position after the first EOS set to 0 */
     float weights[SD_TOK_CONTEXT]; /* per token; 1.0 for BOS, EOS and pads (A1111 float32 multipliers) */
+    /* Textual-inversion vectors (A1111's PromptChunkFix applied as
+     * EmbeddingsWithFixes does): row r takes vector emb_vector[r] of
+     * embedding emb[r] - 1 in place of its token's embedding; 0: none. The
+     * ids there are 0, A1111's placeholder. */
+    int16_t emb[SD_TOK_CONTEXT];
+    uint8_t emb_vector[SD_TOK_CONTEXT];
 } sd_prompt_chunk;
 
 typedef struct {
     int comma_padding_backtrack; /* A1111's option; 0 turns the backtrack off */
     bool emphasis;               /* false = A1111 emphasis "None": no attention syntax, no BREAK */
     bool strip_extra_networks;   /* A1111 strips tags from the positive prompt only */
+    const sd_embedding_db *embeddings; /* names whose vectors replace their tokens; NULL: none */
 } sd_prompt_options;
 
 #define SD_PROMPT_OPTIONS_DEFAULT \
@@ -78,13 +86,19 @@ typedef struct {
     sd_prompt_chunk *chunks; /* at least one */
     size_t n_chunks;
     size_t token_count; /* A1111's token count (75 per full chunk + the last chunk's tokens) */
+    const sd_embedding_db *embeddings; /* the options' set: the encoders read the vectors there */
+    size_t *used;       /* embeddings placed, by index, in A1111's order of first use (chunk by chunk) */
+    size_t n_used;
 } sd_prompt;
 
 /* The whole pipeline: tags, attention, tokens (CLIP-L ids, which A1111 also
- * feeds bigG), chunks. opts may be NULL (defaults). On failure returns -1
- * with one line in err (a malformed <lora:...> multiplier, an attention
- * weight that is not a number, nesting deeper than SD_PROMPT_MAX_NESTING,
- * out of memory) and *out zeroed. */
+ * feeds bigG), embeddings, chunks. opts may be NULL (defaults). On failure
+ * returns -1 with one line in err (a malformed <lora:...> multiplier, an
+ * attention weight that is not a number, nesting deeper than
+ * SD_PROMPT_MAX_NESTING, out of memory), or SD_PROMPT_EUNAVAILABLE when the
+ * text names an embedding that could not be loaded (err names it and says
+ * why), and *out zeroed. */
+#define SD_PROMPT_EUNAVAILABLE (-2)
 int sd_prompt_prepare(const sd_tokenizer *tok, const char *text, size_t len,
                       const sd_prompt_options *opts, sd_prompt *out, char *err, size_t errlen);
 void sd_prompt_free(sd_prompt *p);
@@ -106,5 +120,15 @@ void sd_prompt_fragments_free(sd_prompt_fragment *frags, size_t n);
 int sd_prompt_make_chunks(const sd_tokenizer *tok, const sd_prompt_fragment *frags, size_t n_frags,
                           int comma_padding_backtrack, sd_prompt_chunk **chunks, size_t *n_chunks,
                           size_t *token_count, char *err, size_t errlen);
+/* The same with textual-inversion embeddings (emb may be NULL): where a
+ * fragment's tokens spell an embedding's name, its n vectors take n slots
+ * (a new chunk first when they do not fit in this one), weighted as the
+ * fragment; `used` collects the embeddings placed (freed by the caller).
+ * Fixes stay with the chunk they were made in, also when A1111's comma
+ * backtrack moves their slots into the next chunk (as A1111 does). */
+int sd_prompt_make_chunks_embedded(const sd_tokenizer *tok, const sd_embedding_db *emb,
+                                   const sd_prompt_fragment *frags, size_t n_frags, int comma_padding_backtrack,
+                                   sd_prompt_chunk **chunks, size_t *n_chunks, size_t *token_count,
+                                   size_t **used, size_t *n_used, char *err, size_t errlen);
 
 #endif

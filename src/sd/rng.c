@@ -3,6 +3,7 @@
 #include "sd/rng.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 void sd_rng_init(sd_rng *g, sd_rng_kind kind, uint64_t seed)
 {
@@ -48,6 +49,16 @@ void sd_batch_rng_randn(sd_batch_rng *b, size_t n_per_image, float *out)
         return;
     }
     for (int i = 0; i < b->batch; i++) sd_rng_randn(&b->gens[i], n_per_image, out + (size_t)i * n_per_image);
+}
+
+void sd_batch_rng_randn_shared(sd_batch_rng *b, size_t n_per_image, float *out)
+{
+    if (b->mode == SD_BATCH_SEED_PER_IMAGE) {
+        sd_batch_rng_randn(b, n_per_image, out);
+        return;
+    }
+    sd_rng_randn(&b->gens[0], n_per_image, out);
+    for (int i = 1; i < b->batch; i++) memcpy(out + (size_t)i * n_per_image, out, sizeof(float) * n_per_image);
 }
 
 void sd_batch_rng_free(sd_batch_rng *b)

@@ -70,6 +70,11 @@ int sd_batch_rng_init(sd_batch_rng *b, sd_rng_kind kind, uint64_t seed,
 /* Noise for the whole batch: out[i*n .. i*n+n-1] is image i's n values. The
  * first call gives the initial latents, later calls the samplers' noise. */
 void sd_batch_rng_randn(sd_batch_rng *b, size_t n_per_image, float *out);
+/* A draw for something every image shares (the VAE sample of one init
+ * image): one n-value draw per image generator, or under one generator a
+ * single draw that every image gets (diffusers encodes the one image once
+ * and repeats its latent). out holds batch x n values. */
+void sd_batch_rng_randn_shared(sd_batch_rng *b, size_t n_per_image, float *out);
 void sd_batch_rng_free(sd_batch_rng *b);
 
 /* The two engines (rng_cpu.c, rng_philox.c), used by sd_rng_randn. */

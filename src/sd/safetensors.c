@@ -778,6 +778,52 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen)
     return 0;
 }
 
+/* The view's names, in header order, packed into one arena. */
+static int rename_tensors(st_file *v, const st_file *src, st_rename_fn rename, void *ctx)
+{
+    char name[1024];
+    size_t total = 0;
+    for (size_t i = 0; i < src->count; i++)
+        if (!rename(src->tensors[i].name, name, sizeof name, ctx)) total += strlen(name) + 1;
+    v->arena = malloc(total + 1);
+    v->tensors = malloc((src->count + 1) * sizeof *v->tensors);
+    if (!v->arena || !v->tensors) return -1;
+    for (size_t i = 0; i < src->count; i++) {
+        if (rename(src->tensors[i].name, name, sizeof name, ctx)) continue;
+        size_t n = strlen(name) + 1;
+        if (v->arena_used + n > total) return -1; /* rename answered differently the second time */
+        memcpy(v->arena + v->arena_used, name, n);
+        v->tensors[v->count] = src->tensors[i];
+        v->tensors[v->count++].name = v->arena + v->arena_used;
+        v->arena_used += n;
+    }
+    return 0;
+}
+
+int st_open_renamed(const st_file *src, st_rename_fn rename, void *ctx, st_file **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    st_file *v = new_file(src->label);
+    if (!v) return sd_error(err, errlen, "%s: out of memory", src->label);
+    v->base = src->base, v->size = src->size, v->header_len = src->header_len;
+    v->data = src->data, v->data_len = src->data_len;
+    v->meta = malloc((src->meta_count + 1) * sizeof *v->meta);
+    if (v->meta) {
+        memcpy(v->meta, src->meta, src->meta_count * sizeof *v->meta);
+        v->meta_count = src->meta_count;
+    }
+    if (!v->meta || rename_tensors(v, src, rename, ctx)) {
+        st_close(v);
+        return sd_error(err, errlen, "%s: out of memory", src->label);
+    }
+    if (build_indexes(v, err, errlen)) {
+        st_close(v);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 size_t st_release_pages(const st_file *f, const char *prefix)
 {
     if (!f->mapped) return 0;

@@ -95,6 +95,16 @@ const char *st_label(const st_file *f); /* path or label given at open */
 /* Writes "[1280, 2048]" into buf (truncated to buflen); returns buf. */
 char *st_shape_str(const st_tensor *t, char *buf, size_t buflen);
 
+/* A view of `src` under other tensor names, without copying any data: for
+ * each tensor of src, rename(name, out, outlen, ctx) writes the view's name
+ * into out and returns 0, or returns nonzero to leave the tensor out. The
+ * view shares src's data and metadata (src must outlive it), has src's
+ * label, drops no pages (st_release_pages gives 0) and is closed with
+ * st_close. Returns 0, or -1 with err for two tensors renamed alike or out
+ * of memory. Standalone VAE files in diffusers names are read this way. */
+typedef int (*st_rename_fn)(const char *name, char *out, size_t outlen, void *ctx);
+int st_open_renamed(const st_file *src, st_rename_fn rename, void *ctx, st_file **out, char *err, size_t errlen);
+
 /* Opens `path` and validates it completely as a safetensors file (header
  * length, JSON, dtypes, shapes against byte sizes, offsets inside the file
  * and non-overlapping). Recognises ZIP archives, HTML and JSON error pages

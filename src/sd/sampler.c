@@ -395,6 +395,11 @@ int sd_noise(const sd_sample_io *io, float *out)
     return io->noise(io->noise_ctx, out, io->n);
 }
 
+void sd_step_done(const sd_sample_io *io, int next_eval, float *x)
+{
+    if (io->after_step) io->after_step(io->step_ctx, next_eval, x);
+}
+
 float *sd_latents_alloc(const sd_sample_io *io, int k)
 {
     return malloc((size_t)k * io->n * sizeof(float));

@@ -116,6 +116,11 @@ void sd_plan_free(sd_plan *p);
 
 typedef int (*sd_eps_fn)(void *ctx, const float *x_in, float t, float *eps);
 typedef int (*sd_noise_fn)(void *ctx, float *out, size_t n);
+/* Called after each update with the index of the plan evaluation that comes
+ * next (n_evals after the last one; for DPM++ 2S a the next step's first
+ * evaluation); may change x, as diffusers' inpainting loop changes the
+ * latents between scheduler.step calls. */
+typedef void (*sd_step_fn)(void *ctx, int next_eval, float *x);
 
 typedef struct {
     size_t n;              /* floats in the latent */
@@ -123,6 +128,8 @@ typedef struct {
     void *eps_ctx;
     sd_noise_fn noise;     /* required when sd_sampler_is_stochastic */
     void *noise_ctx;
+    sd_step_fn after_step; /* optional */
+    void *step_ctx;
 } sd_sample_io;
 
 #define SD_SAMPLE_ENOMEM (-1)

@@ -50,15 +50,38 @@ static bool all_ones(const float *weights, int n)
     return true;
 }
 
+/* The textual-inversion vectors of the batch's chunks for one encoder
+ * (bigg: OpenCLIP-bigG's, else CLIP-L's): one row per slot a fix covers. */
+static sd_clip_row *embedding_rows(const sd_prompt *p, int n, const int *first, bool bigg, size_t *count)
+{
+    int per = SD_TOK_CONTEXT;
+    *count = 0;
+    for (int i = 0; i < n; i++)
+        for (size_t c = 0; first[i] >= 0 && c < p[i].n_chunks; c++)
+            for (int r = 0; r < per; r++) *count += p[i].chunks[c].emb[r] != 0;
+    sd_clip_row *rows = malloc((*count + 1) * sizeof *rows);
+    size_t k = 0;
+    for (int i = 0; rows && i < n; i++)
+        for (size_t c = 0; first[i] >= 0 && c < p[i].n_chunks; c++)
+            for (int r = 0; r < per; r++) {
+                const sd_prompt_chunk *ch = &p[i].chunks[c];
+                if (!ch->emb[r]) continue;
+                rows[k].row = (int64_t)(first[i] + (int)c) * per + r;
+                rows[k++].vec = sd_embedding_vector(p[i].embeddings, (size_t)(ch->emb[r] - 1), bigg, ch->emb_vector[r]);
+            }
+    return rows;
+}
+
 /* Runs one encoder over every chunk at once and downloads its states. */
-static float *encode_chunks(sd_backend *be, const sd_clip *m, const int32_t *ids, int chunks, int layer,
-                            float *pooled)
+static float *encode_chunks(sd_backend *be, const sd_clip *m, const int32_t *ids, const sd_clip_row *rows,
+                            size_t n_rows, int chunks, int layer, float *pooled)
 {
     const sdxl_te_hparams *hp = &m->hp;
     size_t n = (size_t)chunks * hp->positions * hp->width;
     sd_tensor *hidden = sd_new3(be, chunks, hp->positions, hp->width);
     float *host = malloc(n * sizeof(float));
-    int rc = host ? sd_clip_forward(be, m, ids, chunks, layer, SD_TOK_EOS, hidden, pooled) : -1;
+    int rc = host && rows ? sd_clip_forward_rows(be, m, ids, rows, n_rows, chunks, layer, SD_TOK_EOS, hidden, pooled)
+                          : -1;
     if (rc == 0) rc = sd_tensor_download(be, hidden, host);
     sd_tensor_free(be, hidden);
     if (rc == 0) return host;
@@ -106,6 +129,7 @@ int sd_encode_prompts(sd_backend *be, const sd_text_encoders *te, const sd_promp
     const sdxl_te_hparams *hl = &te->clip_l.hp, *hg = &te->clip_g.hp;
     int skip = clip_skip > 0 ? clip_skip : SD_CLIP_SKIP_DEFAULT, per = SD_TOK_CONTEXT, chunks = 0;
     memset(out, 0, sizeof *out * (size_t)n);
+    sd_backend_set_stage(be, SD_STAGE_TEXT);
     if (skip > sd_clip_skip_max(te)) {
         snprintf(err, errlen, "clip_skip must be between 1 and %d (got %d)", sd_clip_skip_max(te), clip_skip);
         return -1;
@@ -122,24 +146,27 @@ int sd_encode_prompts(sd_backend *be, const sd_text_encoders *te, const sd_promp
     int32_t *ids_l = malloc(sizeof(int32_t) * chunks * per), *ids_g = malloc(sizeof(int32_t) * chunks * per);
     float *pooled = malloc(sizeof(float) * chunks * hg->projection_dim);
     float *h1 = NULL, *h2 = NULL;
+    size_t n_rows_l, n_rows_g;
+    sd_clip_row *rows_l = embedding_rows(p, n, first, false, &n_rows_l);
+    sd_clip_row *rows_g = embedding_rows(p, n, first, true, &n_rows_g);
     if (!ids_l || !ids_g || !pooled) goto fail;
     for (int i = 0; i < n; i++)
         for (size_t c = 0; first[i] >= 0 && c < p[i].n_chunks; c++) {
             memcpy(ids_l + (first[i] + c) * per, p[i].chunks[c].ids_l, sizeof(int32_t) * per);
             memcpy(ids_g + (first[i] + c) * per, p[i].chunks[c].ids_g, sizeof(int32_t) * per);
         }
-    h1 = encode_chunks(be, &te->clip_l, ids_l, chunks, hl->layers + 1 - skip, NULL);
-    h2 = h1 ? encode_chunks(be, &te->clip_g, ids_g, chunks, hg->layers + 1 - skip, pooled) : NULL;
+    h1 = encode_chunks(be, &te->clip_l, ids_l, rows_l, n_rows_l, chunks, hl->layers + 1 - skip, NULL);
+    h2 = h1 ? encode_chunks(be, &te->clip_g, ids_g, rows_g, n_rows_g, chunks, hg->layers + 1 - skip, pooled) : NULL;
     if (!h2) goto fail;
     for (int i = 0; i < n; i++)
         if (first[i] >= 0)
             gather_prompt(te, &p[i], h1 + (size_t)first[i] * per * hl->width, h2 + (size_t)first[i] * per * hg->width,
                           pooled + (size_t)first[i] * hg->projection_dim, &out[i]);
-    free(ids_l), free(ids_g), free(pooled), free(h1), free(h2);
+    free(ids_l), free(ids_g), free(pooled), free(h1), free(h2), free(rows_l), free(rows_g);
     return 0;
 fail:
     snprintf(err, errlen, "text encoder failed: %s", sd_backend_error(be) ? sd_backend_error(be) : "out of memory");
-    free(ids_l), free(ids_g), free(pooled), free(h1), free(h2);
+    free(ids_l), free(ids_g), free(pooled), free(h1), free(h2), free(rows_l), free(rows_g);
     for (int i = 0; i < n; i++) sd_conditioning_free(&out[i]);
     return -1;
 oom:

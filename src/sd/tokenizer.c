@@ -385,7 +385,7 @@ int sd_tokenize(const sd_tokenizer *t, sd_tok_variant v, const char *text, size_
         i += tok_len;
         start = i;
     }
-    rc = encode_piece(t, &w, cp.cp + start, cp.n - start, out);
+    rc = start < cp.n ? encode_piece(t, &w, cp.cp + start, cp.n - start, out) : 0; /* cp.cp is NULL for "" */
 done:
     uni_str_free(&cp);
     work_free(&w);

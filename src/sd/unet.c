@@ -198,6 +198,8 @@ void sd_unet_free(sd_unet *u)
     free(u);
 }
 
+sd_dtype sd_unet_weight_dtype(const sd_unet *u) { return u->conv_in.w.dtype; }
+
 const sdxl_unet_hparams *sd_unet_hparams(const sd_unet *u) { return &u->hp; }
 
 /* ---- conditioning embeddings ------------------------------------------------------------ */
@@ -379,6 +381,7 @@ int sd_unet_forward(sd_backend *be, const sd_unet *u, const sd_tensor *x, float 
                     const sd_tensor *y, sd_tensor *eps, char *err, size_t errlen)
 {
     if (check_forward_args(u, x, t, context, y, eps, err, errlen)) return -1;
+    sd_backend_set_stage(be, SD_STAGE_UNET);
     float *sinusoid = malloc(sizeof(float) * (size_t)u->hp.time_sinusoid_dim);
     if (!sinusoid) return sd_error(err, errlen, "sd_unet_forward: out of memory");
     timestep_sinusoid(t, u->hp.time_sinusoid_dim, sinusoid);

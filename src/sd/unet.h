@@ -20,6 +20,8 @@ typedef struct sd_unet sd_unet;
 int sd_unet_bind(sd_unet **out, const st_file *f, const sdxl_unet_hparams *hp, char *err, size_t errlen);
 void sd_unet_free(sd_unet *u);
 const sdxl_unet_hparams *sd_unet_hparams(const sd_unet *u);
+/* How the UNet's weights are stored (its conv_in's dtype). */
+sd_dtype sd_unet_weight_dtype(const sd_unet *u);
 
 /* The added-conditioning vector y of one image (diffusers get_aug_embed /
  * SGM ConcatTimestepEmbedderND): pooled text embedding (adm_pooled_dim)

@@ -183,7 +183,9 @@ int uni_lowercase(const uint32_t *in, size_t n, uni_str *out)
         }
         if (!row) { out->cp[out->n++] = c; continue; }
         out->cp[out->n++] = row[1];
-        if (row[2] && uni_str_push(out, row[2])) return -1;
+        /* a second code point (U+0130 -> i + U+0307): room for it and the rest */
+        if (row[2] && reserve(out, n - i)) return -1;
+        if (row[2]) out->cp[out->n++] = row[2];
     }
     return 0;
 }

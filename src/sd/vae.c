@@ -103,6 +103,12 @@ static void bind_decoder(sd_binder *b, sd_vae *v)
 
 int sd_vae_bind(sd_vae **out, const st_file *f, const sdxl_vae_hparams *hp, char *err, size_t errlen)
 {
+    return sd_vae_bind_prefix(out, f, VAE_PREFIX, hp, err, errlen);
+}
+
+int sd_vae_bind_prefix(sd_vae **out, const st_file *f, const char *prefix, const sdxl_vae_hparams *hp, char *err,
+                       size_t errlen)
+{
     if (!out || !f || !hp) {
         sd_error(err, errlen, "sd_vae_bind: NULL argument");
         return -1;
@@ -122,7 +128,7 @@ int sd_vae_bind(sd_vae **out, const st_file *f, const sdxl_vae_hparams *hp, char
     v->hp = *hp;
     v->scale = 1 << (hp->num_levels - 1);
     v->top_channels = hp->base_channels * hp->channel_mult[hp->num_levels - 1];
-    sd_binder b = {.f = f, .prefix = VAE_PREFIX, .what = "VAE", .err = err, .errlen = errlen};
+    sd_binder b = {.f = f, .prefix = prefix, .what = "VAE", .err = err, .errlen = errlen};
     bind_encoder(&b, v);
     bind_decoder(&b, v);
     if (b.failed) {
@@ -320,6 +326,7 @@ int vae_check_decode_args(const char *fn, const sd_backend *be, const sd_vae *v,
 int sd_vae_decode(sd_backend *be, const sd_vae *v, const sd_tensor *z, sd_tensor *image, char *err, size_t errlen)
 {
     if (vae_check_decode_args("sd_vae_decode", be, v, z, image, err, errlen)) return -1;
+    sd_backend_set_stage(be, SD_STAGE_VAE);
     vae_ctx c = {.be = be, .v = v, .norm = vae_norm_plain};
     vae_decode_high(&c, vae_decode_low(&c, z), image);
     return vae_backend_status(be, "VAE decode", err, errlen);
@@ -355,6 +362,7 @@ int sd_vae_encode(sd_backend *be, const sd_vae *v, const sd_tensor *image, sd_te
                   char *err, size_t errlen)
 {
     if (check_encode_args(be, v, image, mean, logvar, err, errlen)) return -1;
+    sd_backend_set_stage(be, SD_STAGE_VAE);
     vae_ctx c = {.be = be, .v = v, .norm = vae_norm_plain};
     sd_tensor *moments = sd_new4(be, mean->shape[0], 2 * mean->shape[1], mean->shape[2], mean->shape[3]);
     encode_moments(&c, image, moments);
@@ -397,4 +405,12 @@ void sd_vae_from_rgb8(const uint8_t *rgb, int height, int width, float *chw)
             float u = (float)rgb[3 * i + (size_t)c] / 255.0f;
             chw[(size_t)c * plane + i] = 2.0f * u - 1.0f;
         }
+}
+
+void sd_vae_posterior_sample(const float *mean, const float *logvar, const float *z, size_t n, float *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        float std = expf(0.5f * fminf(fmaxf(logvar[i], -30.0f), 20.0f));
+        out[i] = (mean[i] + std * z[i]) * SD_VAE_SCALING_FACTOR;
+    }
 }

@@ -19,6 +19,10 @@
 typedef struct sd_vae sd_vae;
 
 int sd_vae_bind(sd_vae **out, const st_file *f, const sdxl_vae_hparams *hp, char *err, size_t errlen);
+/* The same with the tensors under `prefix` (a checkpoint: "first_stage_model.";
+ * a standalone VAE file's view, sd/vae_file.h: ""). */
+int sd_vae_bind_prefix(sd_vae **out, const st_file *f, const char *prefix, const sdxl_vae_hparams *hp, char *err,
+                       size_t errlen);
 void sd_vae_free(sd_vae *v);
 
 /* image [B, 3, 8h, 8w] in [-1, 1]-ish = decoder(post_quant_conv(z)) where z
@@ -44,6 +48,10 @@ int sd_vae_decode_tiled(sd_backend *be, const sd_vae *v, const sd_tensor *z, sd_
  * (diffusers DiagonalGaussianDistribution.sample), noise from the job's RNG. */
 int sd_vae_encode(sd_backend *be, const sd_vae *v, const sd_tensor *image, sd_tensor *mean, sd_tensor *logvar,
                   char *err, size_t errlen);
+
+/* DiagonalGaussianDistribution.sample times the scaling factor, for n
+ * values: out = (mean + exp(0.5 * clamp(logvar, -30, 20)) * z) * 0.13025. */
+void sd_vae_posterior_sample(const float *mean, const float *logvar, const float *z, size_t n, float *out);
 
 /* diffusers VaeImageProcessor.postprocess to 8-bit RGB: per value
  * clamp(x * 0.5 + 0.5, 0, 1) * 255 rounded half to even; CHW planes of one

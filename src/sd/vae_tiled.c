@@ -240,6 +240,7 @@ int sd_vae_decode_tiled(sd_backend *be, const sd_vae *v, const sd_tensor *z, sd_
                         char *err, size_t errlen)
 {
     if (vae_check_decode_args("sd_vae_decode_tiled", be, v, z, image, err, errlen)) return -1;
+    sd_backend_set_stage(be, SD_STAGE_VAE);
     if (tile_latent < 0) {
         sd_error(err, errlen, "sd_vae_decode_tiled: tile size %d latent pixels is negative (0 means %d)",
                   tile_latent, VAE_TILE_DEFAULT);

@@ -280,19 +280,16 @@ void fq_stop(fake_queue *q)
     free(q);
 }
 
-void fq_export_env(const fake_queue *q, const char *pod_id, const char *api_key)
+void fq_env(const fake_queue *q, const char *pod_id, const char *api_key, char env[FQ_ENV_LINES][256])
 {
-    char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v2/ep1/job-take/$ID?gpu=test", q->port);
-    setenv("RUNPOD_WEBHOOK_GET_JOB", url, 1);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v2/ep1/job-done/$RUNPOD_POD_ID/$ID?gpu=test", q->port);
-    setenv("RUNPOD_WEBHOOK_POST_OUTPUT", url, 1);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v2/ep1/job-stream/$RUNPOD_POD_ID/$ID?gpu=test", q->port);
-    setenv("RUNPOD_WEBHOOK_POST_STREAM", url, 1);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v2/ep1/ping/$RUNPOD_POD_ID?gpu=test", q->port);
-    setenv("RUNPOD_WEBHOOK_PING", url, 1);
-    if (pod_id) setenv("RUNPOD_POD_ID", pod_id, 1);
-    if (api_key) setenv("RUNPOD_AI_API_KEY", api_key, 1);
+    snprintf(env[0], 256, "RUNPOD_WEBHOOK_GET_JOB=http://127.0.0.1:%d/v2/ep1/job-take/$ID?gpu=test", q->port);
+    snprintf(env[1], 256, "RUNPOD_WEBHOOK_POST_OUTPUT=http://127.0.0.1:%d/v2/ep1/job-done/$RUNPOD_POD_ID/$ID?gpu=test",
+             q->port);
+    snprintf(env[2], 256,
+             "RUNPOD_WEBHOOK_POST_STREAM=http://127.0.0.1:%d/v2/ep1/job-stream/$RUNPOD_POD_ID/$ID?gpu=test", q->port);
+    snprintf(env[3], 256, "RUNPOD_WEBHOOK_PING=http://127.0.0.1:%d/v2/ep1/ping/$RUNPOD_POD_ID?gpu=test", q->port);
+    snprintf(env[4], 256, pod_id ? "RUNPOD_POD_ID=%s" : "RUNPOD_POD_ID", pod_id); /* no '=': unset */
+    snprintf(env[5], 256, api_key ? "RUNPOD_AI_API_KEY=%s" : "RUNPOD_AI_API_KEY", api_key);
 }
 
 int fq_count(fake_queue *q, fq_route route)

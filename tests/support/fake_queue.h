@@ -42,10 +42,12 @@ fake_queue *fq_start(void);
 /* Releases held requests, stops the server, frees everything. */
 void fq_stop(fake_queue *q);
 int fq_port(const fake_queue *q);
-/* Sets RUNPOD_WEBHOOK_{GET_JOB,POST_OUTPUT,POST_STREAM,PING} (templates with
- * "?gpu=test"), RUNPOD_POD_ID and RUNPOD_AI_API_KEY in this process (call it
- * in the forked child). */
-void fq_export_env(const fake_queue *q, const char *pod_id, const char *api_key);
+/* The environment of a worker pointed at this queue, as "NAME=value" lines
+ * in env[FQ_ENV_LINES] (for tu_spawn): RUNPOD_WEBHOOK_{GET_JOB,POST_OUTPUT,
+ * POST_STREAM,PING} (templates with "?gpu=test"), RUNPOD_POD_ID and
+ * RUNPOD_AI_API_KEY. */
+#define FQ_ENV_LINES 6
+void fq_env(const fake_queue *q, const char *pod_id, const char *api_key, char env[FQ_ENV_LINES][256]);
 
 void fq_push(fake_queue *q, fq_route route, fq_response r);
 void fq_set_default(fake_queue *q, fq_route route, fq_response r);

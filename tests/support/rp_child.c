@@ -1,53 +1,40 @@
-/* fork()-based runner for rp_serverless_start (see rp_child.h). */
+/* posix_spawn-based runner of tests/rp_test_worker.c (see rp_child.h). */
 #include "rp_child.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
-extern char **environ;
+#include "rp_test_handler.h"
+#include "testutil.h"
 
-void rpc_clear_runpod_env(void)
-{
-    for (;;) {
-        char name[256] = "";
-        for (char **e = environ; *e; e++) {
-            if (strncmp(*e, "RUNPOD_", 7)) continue;
-            const char *eq = strchr(*e, '=');
-            size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
-            if (n < sizeof name) { memcpy(name, *e, n); name[n] = 0; }
-            break;
-        }
-        if (!name[0]) return;
-        unsetenv(name);
-    }
-}
-
-static void redirect(const char *path, int fd)
-{
-    if (!path) return;
-    int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (f < 0) _exit(99);
-    dup2(f, fd);
-    close(f);
-}
+#define MAX_ENV 64
 
 pid_t rpc_spawn(const rpc_spec *spec)
 {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    redirect(spec->stdout_path, STDOUT_FILENO);
-    redirect(spec->stderr_path, STDERR_FILENO);
-    if (spec->setup) spec->setup(spec->arg);
+    if (spec->cfg->handler != rpt_script_handler || spec->cfg->ctx) {
+        fprintf(stderr, "rpc_spawn: only the scripted test handler runs in a child\n");
+        return -1;
+    }
+    char config[64], path[4096];
+    snprintf(config, sizeof config, "RPT_CONFIG=%d,%d,%d,%d", spec->cfg->generator,
+             spec->cfg->return_aggregate_stream, spec->cfg->refresh_worker, spec->cfg->concurrency);
+    const char *env[MAX_ENV + 2];
+    size_t n = 0;
+    for (const char *const *e = spec->env; e && *e && n < MAX_ENV; e++) env[n++] = *e;
+    env[n++] = config;
+    env[n] = NULL;
+    const char *build = getenv("SDXL_BUILD_DIR");
+    snprintf(path, sizeof path, "%s/rp_test_worker", build && *build ? build : "build");
     char *fallback[] = {"sdxl-worker", NULL};
-    int rc = rp_serverless_start(spec->cfg, spec->argv ? spec->argc : 1, spec->argv ? spec->argv : fallback);
-    exit(rc); /* not _exit: in sanitizer builds LeakSanitizer then checks the child too */
+    tu_spawn_spec s = {.path = path, .argv = spec->argv && spec->argc ? spec->argv : fallback, .env = env,
+                       .clear_runpod = 1, .cwd = spec->cwd, .stdout_path = spec->stdout_path,
+                       .stderr_path = spec->stderr_path};
+    fflush(NULL);
+    return tu_spawn(&s);
 }
 
 int rpc_wait(pid_t pid, int timeout_ms)

@@ -46,22 +46,17 @@ int rph_teardown(void **state)
     return 0;
 }
 
-static void child_env(void *arg)
-{
-    rph *h = arg;
-    rpc_clear_runpod_env();
-    fq_export_env(h->q, RPH_POD_ID, RPH_API_KEY);
-    setenv("RUNPOD_LOG_LEVEL", "DEBUG", 1);
-    for (const char *const *e = h->env; e && *e; e++) {
-        char *kv = strdup(*e), *eq = strchr(kv, '=');
-        if (eq) { *eq = 0; setenv(kv, eq + 1, 1); }
-        free(kv);
-    }
-}
-
 void rph_spawn(rph *h, const rp_config *cfg)
 {
-    rpc_spec spec = {.cfg = cfg, .setup = child_env, .arg = h, .stderr_path = h->log_path};
+    char queue[FQ_ENV_LINES][256];
+    fq_env(h->q, RPH_POD_ID, RPH_API_KEY, queue);
+    const char *env[FQ_ENV_LINES + 34];
+    size_t n = 0;
+    for (; n < FQ_ENV_LINES; n++) env[n] = queue[n];
+    env[n++] = "RUNPOD_LOG_LEVEL=DEBUG";
+    for (const char *const *e = h->env; e && *e && n < FQ_ENV_LINES + 33; e++) env[n++] = *e;
+    env[n] = NULL;
+    rpc_spec spec = {.cfg = cfg, .env = env, .stderr_path = h->log_path};
     h->pid = rpc_spawn(&spec);
 }
 

@@ -1,5 +1,5 @@
 /* Integration-test harness for the runtime: a fake queue (fake_queue.h) and
- * the runtime in a forked child (rp_child.h) pointed at it, with the child's
+ * the runtime in a child process (rp_child.h) pointed at it, with the child's
  * log captured in a temp file. Meant for cmocka setup/teardown so that a
  * failed assertion never leaves a child running. */
 #ifndef SDXL_RP_HARNESS_H

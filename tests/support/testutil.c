@@ -2,10 +2,13 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <math.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,4 +111,56 @@ size_t tu_curl_collect(char *data, size_t size, size_t n, void *buf)
     b->len += size * n;
     b->data[b->len] = '\0';
     return size * n;
+}
+
+extern char **environ;
+
+/* Whether environment entry e ("NAME=value") is named by spec entry n
+ * ("NAME=..." or "NAME"). */
+static int same_name(const char *e, const char *n)
+{
+    size_t k = strcspn(n, "=");
+    return !strncmp(e, n, k) && e[k] == '=';
+}
+
+/* This process's environment with the spec's changes (malloc'd array). */
+static char **child_environment(const tu_spawn_spec *spec)
+{
+    size_t n = 0, extra = 0;
+    while (environ[n]) n++;
+    for (const char *const *e = spec->env; e && *e; e++) extra++;
+    char **out = calloc(n + extra + 1, sizeof *out);
+    if (!out) return NULL;
+    size_t k = 0;
+    for (char **e = environ; *e; e++) {
+        int drop = spec->clear_runpod && !strncmp(*e, "RUNPOD_", 7);
+        for (const char *const *c = spec->env; !drop && c && *c; c++) drop = same_name(*e, *c);
+        if (!drop) out[k++] = *e;
+    }
+    for (const char *const *c = spec->env; c && *c; c++)
+        if (strchr(*c, '=')) out[k++] = (char *)*c;
+    return out;
+}
+
+int tu_spawn(const tu_spawn_spec *spec)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    int flags = O_WRONLY | O_CREAT | O_TRUNC;
+    if (spec->stdout_path) posix_spawn_file_actions_addopen(&fa, 1, spec->stdout_path, flags, 0644);
+    if (spec->stderr_path && spec->stdout_path && !strcmp(spec->stderr_path, spec->stdout_path))
+        posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    else if (spec->stderr_path)
+        posix_spawn_file_actions_addopen(&fa, 2, spec->stderr_path, flags, 0644);
+    if (spec->cwd) posix_spawn_file_actions_addchdir_np(&fa, spec->cwd);
+    char **envp = child_environment(spec);
+    pid_t pid = -1;
+    int rc = envp ? posix_spawn(&pid, spec->path, &fa, NULL, spec->argv, envp) : ENOMEM;
+    posix_spawn_file_actions_destroy(&fa);
+    free(envp);
+    if (rc) {
+        fprintf(stderr, "cannot start %s: %s\n", spec->path, strerror(rc));
+        return -1;
+    }
+    return pid;
 }

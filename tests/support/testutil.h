@@ -23,6 +23,21 @@ double tu_rel_error(const float *got, const float *want, size_t n);
 /* Path of the built sdxl-worker binary (from $SDXL_WORKER_BIN). */
 const char *tu_worker_bin(void);
 
+/* Starts a program with posix_spawn: the child runs no code of this process
+ * (a fork of a test process whose server threads may hold a lock, ASan's
+ * allocator's included, can hang in the child). */
+typedef struct {
+    const char *path;
+    char *const *argv;            /* argv[0] included */
+    const char *const *env;       /* "NAME=value" to set, "NAME" to unset; NULL-terminated, or NULL */
+    int clear_runpod;             /* leave out every RUNPOD_* variable of this process */
+    const char *cwd;              /* NULL: this process's */
+    const char *stdout_path;      /* NULL: this process's; the same path for both: one file */
+    const char *stderr_path;
+} tu_spawn_spec;
+/* The child's pid, or -1 (with the reason on stderr). */
+int tu_spawn(const tu_spawn_spec *spec);
+
 /* A TCP port on 127.0.0.1 that was free a moment ago (for servers a test starts). */
 int tu_free_port(void);
 

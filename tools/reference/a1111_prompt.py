@@ -232,30 +232,41 @@ def next_break(t, pos):
 
 # --- chunks ---------------------------------------------------------------------------
 
-def make_chunks(tokenize, fragments, backtrack=20, comma=COMMA):
+def make_chunks(tokenize, fragments, backtrack=20, comma=COMMA, find_embedding=None):
     """tokenize_line: returns (chunks, token_count); each chunk is a dict with
-    ids_l, ids_g and weights (77 each). tokenize(list of str) -> list of id lists."""
+    ids_l, ids_g and weights (77 each). tokenize(list of str) -> list of id lists.
+
+    Textual-inversion embeddings: find_embedding(ids, pos) gives (name,
+    vectors, length) of the embedding whose name's ids are ids[pos:pos+length]
+    (A1111's find_embedding_at_position), or None. The comma bookkeeping and
+    the backtrack run on ids[pos] first, as for any token; then the
+    embedding's vectors take that many slots (token 0) at the fragment's
+    weight, after closing the chunk when they do not fit in it. Each chunk
+    then also has "fixes": [(slot, name)] of the embeddings placed while it
+    was being filled; a backtrack moves slots into the next chunk but leaves
+    the fixes where they were made (A1111 keeps chunk.fixes)."""
     chunks = []
-    state = {"tokens": [], "mults": [], "last_comma": -1, "count": 0}
+    state = {"tokens": [], "mults": [], "fixes": [], "last_comma": -1, "count": 0}
 
     def close(is_last):
         tokens, mults = state["tokens"], state["mults"]
         state["count"] += len(tokens) if is_last else CHUNK
         pad = CHUNK - len(tokens)
         ids = [BOS] + tokens + [EOS] * pad + [EOS]
-        chunks.append({
-            "ids_l": ids,
-            "ids_g": te2_ids(ids),
-            "weights": [1.0] + mults + [1.0] * pad + [1.0],
-        })
-        state.update(tokens=[], mults=[], last_comma=-1)
+        chunk = {"ids_l": ids, "ids_g": te2_ids(ids), "weights": [1.0] + mults + [1.0] * pad + [1.0]}
+        if find_embedding:
+            chunk["fixes"] = state["fixes"]
+        chunks.append(chunk)
+        state.update(tokens=[], mults=[], fixes=[], last_comma=-1)
 
     token_lists = tokenize([text for text, _ in fragments])
     for (text, weight), ids in zip(fragments, token_lists):
         if text == "BREAK" and weight == -1:
             close(False)
             continue
-        for token in ids:
+        pos = 0
+        while pos < len(ids):
+            token = ids[pos]
             n = len(state["tokens"])
             if token == comma:
                 state["last_comma"] = n
@@ -267,8 +278,19 @@ def make_chunks(tokenize, fragments, backtrack=20, comma=COMMA):
                 state["tokens"], state["mults"] = moved_t, moved_m
             if len(state["tokens"]) == CHUNK:
                 close(False)
-            state["tokens"].append(token)
-            state["mults"].append(weight)
+            found = find_embedding(ids, pos) if find_embedding else None
+            if found is None:
+                state["tokens"].append(token)
+                state["mults"].append(weight)
+                pos += 1
+                continue
+            name, vectors, length = found
+            if len(state["tokens"]) + vectors > CHUNK:
+                close(False)
+            state["fixes"].append((len(state["tokens"]), name))
+            state["tokens"] += [0] * vectors
+            state["mults"] += [weight] * vectors
+            pos += length
     if state["tokens"] or not chunks:
         close(True)
     return chunks, state["count"]
@@ -301,19 +323,45 @@ def emphasis_original(z, weights):
     return scaled * (before / scaled.mean())
 
 
-def encode(te1, te2, chunks, clip_skip):
+def fixed_rows(model, fixes, vectors):
+    """A forward hook on the encoder's token embedding that puts each fix's
+    vectors on the rows after its slot (BOS first), as many as fit: A1111's
+    EmbeddingsWithFixes. vectors: name -> [n, width] tensor for this encoder."""
+    token_embedding = next(m for name, m in model.named_modules() if name.endswith("embeddings.token_embedding"))
+
+    def hook(module, inputs, out):
+        out = out.clone()
+        for slot, name in fixes:
+            emb = vectors[name]
+            n = min(out.shape[1] - slot - 1, emb.shape[0])
+            out[0, slot + 1:slot + 1 + n] = emb[:n].to(out.dtype)
+        return out
+
+    return token_embedding.register_forward_hook(hook)
+
+
+def encode(te1, te2, chunks, clip_skip, fixes=None, vectors=None):
     """SDXL conditioning of [(ids, weights)] chunks: per chunk, both encoders'
     hidden_states[-clip_skip] (no final LayerNorm; 0 means 2), each weighted
     with emphasis_original on its own, concatenated on the feature axis
     (CLIP-L first); chunks concatenated on the token axis. The pooled vector is
-    bigG's text_embeds of the first chunk. Returns ([1, 77*k, W1+W2], [1, P])."""
+    bigG's text_embeds of the first chunk. Returns ([1, 77*k, W1+W2], [1, P]).
+    With embeddings: fixes[i] are chunk i's fixes, vectors[name] = (clip_l
+    [n, W1], clip_g [n, W2]); their vectors replace the token embeddings of
+    the rows after each fix's slot (fixed_rows)."""
     import torch
 
     n = clip_skip or 2
     contexts, pooled = [], None
-    for ids, weights in chunks:
+    for i, (ids, weights) in enumerate(chunks):
+        hooks = []
+        if fixes and fixes[i]:
+            hooks = [fixed_rows(te1, fixes[i], {k: v[0] for k, v in vectors.items()}),
+                     fixed_rows(te2, fixes[i], {k: v[1] for k, v in vectors.items()})]
         out1 = te1(torch.tensor([ids]), output_hidden_states=True)
         out2 = te2(torch.tensor([te2_ids(ids)]), output_hidden_states=True)
+        for h in hooks:
+            h.remove()
         h1 = emphasis_original(out1.hidden_states[-n][0], weights)
         h2 = emphasis_original(out2.hidden_states[-n][0], weights)
         contexts.append(torch.cat([h1, h2], dim=-1))

@@ -28,8 +28,12 @@ scripts=(
   make_pipeline_goldens.py
   make_sampler_pipeline_goldens.py
   make_img2img_goldens.py
+  make_inpaint_goldens.py
+  make_hires_goldens.py
   make_dpmpp_2s_a_goldens.py
   make_lora_goldens.py
+  make_vae_file_goldens.py
+  make_embedding_goldens.py
   make_demo_goldens.py
   make_image_goldens.py
   make_hash_goldens.py
@@ -42,7 +46,8 @@ for s in "${scripts[@]}"; do
 done
 
 cd "$repo"
-outputs=(tests/data fuzz/corpus/image_decode fuzz/corpus/lora src/sd/clip_bpe_data.c src/sd/clip_bpe_data.h
+outputs=(tests/data fuzz/corpus/image_decode fuzz/corpus/lora fuzz/corpus/vae_file fuzz/corpus/embedding
+         src/sd/clip_bpe_data.c src/sd/clip_bpe_data.h
          src/sd/unicode_data.c src/sd/unicode_data.h)
 git ls-files -z -- "${outputs[@]}" | xargs -0 sha256sum
 if [ "${1:-}" = "--check" ]; then

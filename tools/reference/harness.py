@@ -7,6 +7,7 @@ vocabularies), and loading the small checkpoint through diffusers'
 that goldens always come from the committed single-file checkpoint itself.
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -54,3 +55,25 @@ def load_small_pipeline():
 def rel(path):
     """A path relative to the repository root, for messages and json files."""
     return os.path.relpath(path, REPO)
+
+
+def sort_safetensors_metadata(path):
+    """Rewrites a safetensors header with __metadata__ in sorted key order
+    (safetensors writes it in hash order, so files with two or more keys differ
+    from run to run); the tensors and their offsets stay as they are. The
+    serialisation is first checked to give back the header as written."""
+    with open(path, "rb") as fp:
+        data = fp.read()
+    n = int.from_bytes(data[:8], "little")
+    text = data[8:8 + n].decode("utf-8")
+    header = json.loads(text, object_pairs_hook=lambda pairs: dict(pairs))
+
+    def dump(h):
+        return json.dumps(h, separators=(",", ":"), ensure_ascii=False)
+
+    assert dump(header) == text.rstrip(" "), "the header does not round-trip"
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    new = dump(header).encode("utf-8").ljust(n, b" ")
+    assert len(new) == n
+    with open(path, "wb") as fp:
+        fp.write(data[:8] + new + data[8 + n:])

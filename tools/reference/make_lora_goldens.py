@@ -50,6 +50,30 @@ tests/data/small/goldens_lora.{safetensors,json}:
    a "scale" tensor in one module overrides alpha/rank (A1111 network.py
    calc_scale). Stored as fp32 "lyco.<name>".
 
+3. "saved": a PEFT adapter added to a pipeline (LoraConfig with target
+   modules in the UNet and both text encoders, alpha != rank, a rank and an
+   alpha pattern; random, as training leaves it) written by diffusers'
+   StableDiffusionXLPipeline.save_lora_weights in the two layouts its
+   training scripts produce, each with the lora_adapter_metadata that
+   training_utils._collate_lora_metadata gives:
+     peft_saved      get_peft_model_state_dict as is: unet.* / text_encoder.* /
+                     text_encoder_2.* with lora_A/lora_B; under transformers 5
+                     CLIP-L's keys have no "text_model." (text_encoder.encoder.
+                     layers...), bigG's keep it
+     dreambooth      convert_state_dict_to_diffusers of the same state dicts, as
+                     train_dreambooth_lora_sdxl.py saves them: .lora.down/.lora.up
+                     in the UNet, .lora_linear_layer.down/.up in the text encoders
+   Each file is loaded on its own into a fresh pipeline
+   (load_lora_weights, set_adapters at SAVED_MULTIPLIER, fuse_lora); both
+   must give the same fused weights, which are checked against the direct
+   computation and stored as fp32 "saved.<name>". The metadata of the saved
+   files is put in sorted order afterwards (harness.sort_safetensors_metadata),
+   so that regeneration stays byte-for-byte reproducible.
+
+4. "diffusers_loadable": every LoRA file of tests/data/small/loras/ that
+   diffusers' load_lora_weights accepts (the others raise), so that the C
+   tests run each layout diffusers reads through checkpoint recognition.
+
 Also writes fuzz/corpus/lora/ (the seeds of fuzz/fuzz_lora.c): the files
 above plus small odd ones (other spellings and dtypes, a diff_b alone, a
 module of only an alpha, shapes of another model, an SD 1.5 LoRA, a
@@ -462,6 +486,99 @@ def make_dora(ck, L):
     return f
 
 
+# ---- saved by diffusers --------------------------------------------------------------------------
+
+SAVED_MULTIPLIER = 0.7
+SAVED_LAYOUTS = ("peft_saved", "dreambooth")
+# component: (net, its modules the adapter targets, LoraConfig arguments)
+SAVED_ADAPTER = {
+    "unet": ("unet", ["down_blocks.1.attentions.0.transformer_blocks.1.attn1.to_k",
+                      "down_blocks.2.attentions.1.transformer_blocks.0.attn2.to_v",
+                      "mid_block.attentions.0.transformer_blocks.1.attn2.to_q",
+                      "up_blocks.0.attentions.1.transformer_blocks.0.attn1.to_out.0",
+                      "up_blocks.1.attentions.2.transformer_blocks.2.ff.net.2"],
+             dict(r=4, lora_alpha=2, rank_pattern={"to_q": 2}, alpha_pattern={"to_out.0": 8})),
+    "text_encoder": ("te1", ["encoder.layers.1.self_attn.v_proj", "encoder.layers.2.mlp.fc1"],
+                     dict(r=2, lora_alpha=4)),
+    "text_encoder_2": ("te2", ["text_model.encoder.layers.0.self_attn.q_proj",
+                               "text_model.encoder.layers.3.self_attn.out_proj"],
+                       dict(r=3, lora_alpha=3)),
+}
+
+
+def train_saved_adapter(ck, L):
+    """A pipeline with the PEFT adapter of SAVED_ADAPTER, its factors drawn
+    here (B != 0, as after training), and the LoraFile of the deltas it adds."""
+    from peft import LoraConfig
+    pipe = harness.load_small_pipeline()
+    f, g = LoraFile("saved"), torch.Generator().manual_seed(1001)
+    for component, (net, names, cfg) in SAVED_ADAPTER.items():
+        model = getattr(pipe, component)
+        model.add_adapter(LoraConfig(target_modules=names, **cfg))
+        modules = dict(model.named_modules())
+        for name in names:
+            m = modules[name]
+            a, b = m.lora_A["default"].weight, m.lora_B["default"].weight
+            with torch.no_grad():
+                a.copy_(torch.randn(a.shape, generator=g) / np.sqrt(a.shape[1]))
+                b.copy_(torch.randn(b.shape, generator=g) * 0.35 / np.sqrt(b.shape[1]))
+            rank = next((r for p, r in cfg.get("rank_pattern", {}).items() if name.endswith(p)), cfg["r"])
+            alpha = next((a for p, a in cfg.get("alpha_pattern", {}).items() if name.endswith(p)), cfg["lora_alpha"])
+            assert a.shape[0] == rank and abs(m.scaling["default"] - alpha / rank) < 1e-12
+            layer = L[net][name.removeprefix("text_model.")]
+            f.add_delta(layer, "weight", lora_delta(b.detach(), a.detach(), alpha / rank))
+    return pipe, f
+
+
+def save_adapter(pipe):
+    """The adapter of `pipe` written by save_lora_weights in both layouts."""
+    from diffusers import StableDiffusionXLPipeline
+    from diffusers.training_utils import _collate_lora_metadata
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import get_peft_model_state_dict
+    components = {c: getattr(pipe, c) for c in SAVED_ADAPTER}
+    states = {c: get_peft_model_state_dict(m) for c, m in components.items()}
+    # PEFT keeps target_modules as a set: sorted here, or its order would follow the run's string hashing
+    metadata = {key: {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in config.items()}
+                for key, config in _collate_lora_metadata(components).items()}
+    paths = {}
+    for layout in SAVED_LAYOUTS:
+        convert = convert_state_dict_to_diffusers if layout == "dreambooth" else (lambda sd: sd)
+        StableDiffusionXLPipeline.save_lora_weights(
+            LORA_DIR, unet_lora_layers=convert(states["unet"]),
+            text_encoder_lora_layers=convert(states["text_encoder"]),
+            text_encoder_2_lora_layers=convert(states["text_encoder_2"]),
+            weight_name=layout + ".safetensors", **metadata)
+        paths[layout] = os.path.join(LORA_DIR, layout + ".safetensors")
+        harness.sort_safetensors_metadata(paths[layout])
+    return paths
+
+
+def fused_from(path, multiplier):
+    """SGM-named weights of a fresh pipeline after load_lora_weights(path) at
+    `multiplier` and fuse_lora."""
+    pipe = harness.load_small_pipeline()
+    pipe.load_lora_weights(path, adapter_name="saved")
+    pipe.set_adapters(["saved"], adapter_weights=[multiplier])
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()
+    return fused_sgm_state(pipe)
+
+
+def diffusers_loadable(paths):
+    """The files load_lora_weights accepts, each into a fresh pipeline."""
+    names = []
+    for name, path in sorted(paths.items()):
+        pipe = harness.load_small_pipeline()
+        try:
+            pipe.load_lora_weights(path, adapter_name="probe")
+        except Exception as e:  # diffusers raises ValueError/KeyError/... for what it cannot read
+            print(f"diffusers does not load {name}: {type(e).__name__}: {str(e)[:120]}")
+            continue
+        names.append(name)
+    return names
+
+
 # ---- applying and checking ----------------------------------------------------------------------
 
 def expected_merge(ck, files_and_mults):
@@ -548,7 +665,6 @@ def main():
               "dora": make_dora}
     files = {name: make(ck, layers) for name, make in makers.items()}
     paths = {name: f.save() for name, f in files.items()}
-    write_fuzz_seeds(paths, layers)
 
     tensors, store = {}, Store()
     # 1. the diffusers stack
@@ -572,6 +688,24 @@ def main():
     lyco = expected_merge(ck, [(files[n], m) for n, m in LYCO])
     for name, t in lyco.items():
         tensors["lyco." + name] = t.numpy()
+    # 3. the adapter saved by diffusers, in both layouts
+    trainer, saved = train_saved_adapter(ck, layers)
+    saved_paths = save_adapter(trainer)
+    del trainer
+    saved_expected = expected_merge(ck, [(saved, SAVED_MULTIPLIER)])
+    saved_check, first = 0.0, None
+    for layout in SAVED_LAYOUTS:
+        fused_layout = fused_from(saved_paths[layout], SAVED_MULTIPLIER)
+        saved_check = max(saved_check, check_against(saved_expected, fused_layout, ck, layout))
+        first = first or fused_layout
+        worst = max((fused_layout[n] - first[n]).abs().max().item() for n in saved_expected)
+        assert worst == 0.0, f"{layout} fuses differently from {SAVED_LAYOUTS[0]}: {worst}"
+    for name in saved_expected:
+        tensors["saved." + name] = first[name].float().numpy()
+    paths.update(saved_paths)
+    write_fuzz_seeds(paths, layers)
+    # 4. the layouts diffusers reads
+    loadable = diffusers_loadable(paths)
     tensors.update(store.tensors)
     save_file(tensors, OUT_ST)
 
@@ -589,7 +723,13 @@ def main():
                    "stack_vs_direct_max_diff": stack_check,
                    "images": cases,
                    "lyco": [entry(n, m) for n, m in LYCO],
-                   "lyco_tensors": sorted(lyco)}, fp, indent=1)
+                   "lyco_tensors": sorted(lyco),
+                   "saved": [{"name": n, "file": harness.rel(saved_paths[n]), "multiplier": SAVED_MULTIPLIER,
+                              "modules": len(saved.deltas), "tensors_touched": len(saved_expected)}
+                             for n in SAVED_LAYOUTS],
+                   "saved_tensors": sorted(saved_expected),
+                   "saved_vs_direct_max_diff": saved_check,
+                   "diffusers_loadable": [harness.rel(paths[n]) for n in loadable]}, fp, indent=1)
         fp.write("\n")
     sizes = {n: os.path.getsize(p) for n, p in paths.items()}
     print(f"LoRA files {sizes}; stack vs direct {stack_check:.2e}; "

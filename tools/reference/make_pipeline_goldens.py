@@ -78,9 +78,9 @@ def make_scheduler(sampler):
     return getattr(diffusers, cls_name).from_config(config)
 
 
-def generate(pipe, sampler, width, height, steps, cfg, seed, negative):
+def generate(pipe, sampler, width, height, steps, cfg, seed, negative, prompt=PROMPT):
     pipe.scheduler = make_scheduler(sampler)
-    out = pipe(prompt=PROMPT, negative_prompt=negative, width=width, height=height,
+    out = pipe(prompt=prompt, negative_prompt=negative, width=width, height=height,
                num_inference_steps=steps, guidance_scale=cfg,
                generator=torch.Generator().manual_seed(seed), output_type="np")
     image = out.images[0]

@@ -18,17 +18,21 @@ typedef enum {
     CPU_SCRATCH_BETA,    /* beta widened */
     CPU_SCRATCH_COL,     /* one im2col row tile, or one Winograd band */
     CPU_SCRATCH_THREADS, /* per-thread tiles (attention) */
+    CPU_SCRATCH_BF16,    /* bf16 operands: Winograd's kernels and tiles (SDXL_CPU_PRECISION=bf16) */
     CPU_SCRATCH_COUNT
 } cpu_scratch_slot;
+
+typedef struct cpu_bf16 cpu_bf16;   /* bf16.c */
 
 typedef struct {
     int threads;
     size_t conv_tile_bytes;
     int direct_conv;
     int attn_q_block, attn_k_block;
+    cpu_bf16 *bf16;        /* non-NULL: linear layers and Winograd GEMMs in bf16 (SDXL_CPU_PRECISION=bf16) */
     float *scratch[CPU_SCRATCH_COUNT];
     size_t scratch_floats[CPU_SCRATCH_COUNT];
-    char description[256];
+    char description[640];
 } cpu_state;
 
 static inline cpu_state *cpu_of(sd_backend *be) { return (cpu_state *)be->impl; }
@@ -99,15 +103,42 @@ static inline float cpu_silu(float x) { return cpu_sigmoid_mul(x, 1.0f); }
 static inline float cpu_gelu(float x) { return x * 0.5f * (1.0f + cpu_erf(x * (float)M_SQRT1_2)); }
 static inline float cpu_quick_gelu(float x) { return cpu_sigmoid_mul(x, 1.702f); }
 
-/* Hot elementwise loops are compiled twice, for AVX2 and for the x86-64
+/* Hot loops are compiled three times, for AVX-512 (F), AVX2 and the x86-64
  * baseline, and the loader picks one per CPU (GCC function multiversioning).
  * The arithmetic is the same (no FMA contraction: ISO C mode keeps
- * -ffp-contract=off); only reduction order may differ in the last bit. */
+ * -ffp-contract=off); only reduction order may differ in the last bit.
+ * A build with -DSDXL_CPU_AVX512=OFF (CMake) has no AVX-512 clones and
+ * masks AVX-512 out of cpuid.c's detection: the CPU backend then runs here
+ * exactly as on an AVX2-only CPU, OpenBLAS kernels included (make test-avx2). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#ifdef SDXL_CPU_NO_AVX512
 #define CPU_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CPU_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 #else
 #define CPU_VECTOR_CLONES
 #endif
+
+/* The bf16 GEMM path (bf16.c). */
+struct cpu_info;
+/* NULL when this CPU can run it, else the reason it cannot. */
+const char *cpu_bf16_unsupported(const struct cpu_info *cpu);
+/* NULL with err when the CPU lacks AVX-512-BF16 or oneDNN cannot be loaded. */
+cpu_bf16 *cpu_bf16_open(const struct cpu_info *cpu, char *err, size_t errlen);
+void cpu_bf16_free(cpu_bf16 *b);
+void cpu_bf16_forget(cpu_bf16 *b, const void *data, size_t bytes);
+size_t cpu_bf16_bytes(const cpu_bf16 *b);   /* of bf16 weight copies held */
+/* out[i] = x[i] rounded to bf16 (nearest even), threaded. */
+void cpu_round_bf16(sd_backend *be, const float *x, size_t n, uint16_t *out);
+/* c[m, n] = a[m, k] op(b) + beta c, op(b) = b^T ([n, k]) with trans_b, else b
+ * ([k, n]); bf16 inputs, fp32 accumulation. */
+int cpu_gemm_bf16(sd_backend *be, int trans_b, int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda,
+                  const uint16_t *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* y[m, n] (+)= x[m, k] W^T (W [n, k], or W [k, n] with w_is_kn) in bf16 with
+ * fp32 accumulation; y already holds the bias when bias is non-NULL. */
+int cpu_linear_bf16(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_weight *w, const float *bias,
+                    int64_t m, int64_t n, int64_t k, int w_is_kn);
 
 /* y[i] = act(x[i]) for i < n (y == x allowed). */
 void cpu_act_row(sd_act act, float *y, const float *x, int64_t n);
@@ -128,8 +159,8 @@ int cpu_attention(sd_backend *be, sd_tensor *out, const sd_tensor *q, const sd_t
                   int heads, int causal);
 int cpu_act(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_act act);
 int cpu_geglu(sd_backend *be, sd_tensor *y, const sd_tensor *x);
-int cpu_binary(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b, const int64_t *b_shape,
-               int multiply);
+int cpu_binary(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b, const int64_t dim[4],
+               const int64_t b_stride[4], int multiply);
 int cpu_scale(sd_backend *be, sd_tensor *y, const sd_tensor *x, float alpha);
 int cpu_copy(sd_backend *be, sd_tensor *y, const sd_tensor *x);
 int cpu_fill(sd_backend *be, sd_tensor *y, float value);

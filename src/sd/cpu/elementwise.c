@@ -80,19 +80,12 @@ int cpu_geglu(sd_backend *be, sd_tensor *y, const sd_tensor *x)
     return 0;
 }
 
-/* Broadcast add/mul over a's shape padded to 4 dims: rows are the three outer
- * dims, each a contiguous run of the last dim; b's element for a row comes
- * from its own strides (0 along broadcast dims). */
-int cpu_binary(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b, const int64_t *b_shape,
-               int multiply)
+/* Broadcast add/mul over a's shape padded to 4 dims (backend.c pads it):
+ * rows are the three outer dims, each a contiguous run of the last dim; b's
+ * element for a row comes from its strides (0 along broadcast dims). */
+int cpu_binary(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_tensor *b, const int64_t dim[4],
+               const int64_t bstride[4], int multiply)
 {
-    int64_t dim[4], bstride[4], pad = 4 - a->ndim, acc = 1;
-    for (int i = 3; i >= 0; i--) {
-        dim[i] = i < pad ? 1 : a->shape[i - pad];
-        int64_t bd = i < pad ? 1 : b_shape[i - pad];
-        bstride[i] = bd == 1 ? 0 : acc;
-        acc *= bd;
-    }
     int64_t rows = dim[0] * dim[1] * dim[2], n = dim[3];
 #pragma omp parallel for num_threads(cpu_of(be)->threads) schedule(static)
     for (int64_t r = 0; r < rows; r++) {

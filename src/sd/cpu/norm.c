@@ -8,14 +8,23 @@
 
 typedef struct { float mean, rstd; } moments;
 
-static moments moments_of(const float *x, int64_t n, float eps)
+CPU_VECTOR_CLONES static moments moments_of(const float *x, int64_t n, float eps)
 {
     double sum = 0.0, sq = 0.0;
+#pragma omp simd reduction(+ : sum)
     for (int64_t i = 0; i < n; i++) sum += x[i];
     double mean = sum / (double)n;
+#pragma omp simd reduction(+ : sq)
     for (int64_t i = 0; i < n; i++) sq += (x[i] - mean) * (x[i] - mean);
     float var = (float)(sq / (double)n);
     return (moments){(float)mean, 1.0f / sqrtf(var + eps)};
+}
+
+/* y = x * s + shift over one channel's plane. */
+CPU_VECTOR_CLONES static void scale_shift_row(float *y, const float *x, int64_t n, float s, float shift)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * s + shift;
 }
 
 /* gamma/beta widened to fp32, or NULL when absent (1 and 0). */
@@ -40,7 +49,7 @@ int cpu_group_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, int groups,
             float s = m.rstd * (g ? g[ch] : 1.0f), shift = (b ? b[ch] : 0.0f) - m.mean * s;
             const float *xr = x->data + off + (ch - c0) * plane;
             float *yr = y->data + off + (ch - c0) * plane;
-            for (int64_t i = 0; i < plane; i++) yr[i] = xr[i] * s + shift;
+            scale_shift_row(yr, xr, plane, s, shift);
             cpu_act_row(act, yr, yr, plane);
         }
     }

@@ -11,7 +11,8 @@
  * That is 16 multiplies per tile and channel pair instead of im2col's 36
  * (2.25x fewer); the transforms are additions. Tiles are processed in bands
  * whose V and M fit conv_tile_bytes; padding is read as zeros, and tiles that
- * overhang an odd output edge drop the outputs that fall outside.
+ * overhang an odd output edge drop the outputs that fall outside. With
+ * SDXL_CPU_PRECISION=bf16 the 16 GEMMs take U and V rounded to bf16 (bf16.c).
  *
  * The matrices (correlation, as torch's conv2d):
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
@@ -91,37 +92,93 @@ static void load_tile_rows(const wino_shape *s, const float *x, int64_t n, int64
     }
 }
 
+/* V[k][t] = (B^T d B)[k] for `count` consecutive tiles of one tile row and
+ * channel, from its four input rows (the first tile at column 2 * tx0);
+ * dst is V[0][0] of the run, positions kstride apart. A vector loop over
+ * the tiles (each reads columns 2t .. 2t+3). */
+CPU_VECTOR_CLONES static void transform_input_run(const float *rows, int64_t width, int64_t tx0, int64_t count,
+                                                  float *dst, int64_t kstride)
+{
+    const float *r0 = rows + 2 * tx0, *r1 = r0 + width, *r2 = r1 + width, *r3 = r2 + width;
+#pragma omp simd
+    for (int64_t t = 0; t < count; t++) {
+        float b[4][4];
+        for (int j = 0; j < 4; j++) {   /* B^T d */
+            float d0 = r0[2 * t + j], d1 = r1[2 * t + j], d2 = r2[2 * t + j], d3 = r3[2 * t + j];
+            b[0][j] = d0 - d2;
+            b[1][j] = d1 + d2;
+            b[2][j] = d2 - d1;
+            b[3][j] = d1 - d3;
+        }
+        for (int i = 0; i < 4; i++) {   /* (B^T d) B */
+            dst[(4 * i + 0) * kstride + t] = b[i][0] - b[i][2];
+            dst[(4 * i + 1) * kstride + t] = b[i][1] + b[i][2];
+            dst[(4 * i + 2) * kstride + t] = b[i][2] - b[i][1];
+            dst[(4 * i + 3) * kstride + t] = b[i][1] - b[i][3];
+        }
+    }
+}
+
+/* Band tiles t .. t+count-1 (count as many as stay on one tile row and in
+ * the band): their image n, tile row ty and first tile column tx0. */
+typedef struct { int64_t n, ty, tx0, count; } row_run;
+
+static row_run row_run_at(const wino_shape *s, int64_t t0, int64_t nt, int64_t t)
+{
+    int64_t tile = t0 + t, per_image = s->tiles_y * s->tiles_x, tx0 = tile % s->tiles_x;
+    int64_t count = s->tiles_x - tx0 < nt - t ? s->tiles_x - tx0 : nt - t;
+    return (row_run){tile / per_image, tile % per_image / s->tiles_x, tx0, count};
+}
+
 /* V[k][ci][t] = (B^T d B)[k] for the band's tiles t0 .. t0+nt-1. */
 static void transform_inputs(sd_backend *be, const wino_shape *s, const float *x, int64_t t0, int64_t nt, float *v)
 {
-    int64_t kstride = s->cin * nt, width = 2 * s->tiles_x + 2, per_image = s->tiles_y * s->tiles_x;
+    int64_t kstride = s->cin * nt, width = 2 * s->tiles_x + 2;
 #pragma omp parallel num_threads(cpu_of(be)->threads)
     {
         float rows[4 * width];
 #pragma omp for schedule(static)
-        for (int64_t ci = 0; ci < s->cin; ci++) {
-            int64_t loaded = -1;   /* the tile row (n * tiles_y + ty) in rows */
-            for (int64_t t = 0; t < nt; t++) {
-                int64_t tile = t0 + t, n = tile / per_image, ty = tile % per_image / s->tiles_x;
-                int64_t tx = tile % s->tiles_x;
-                if (loaded != tile / s->tiles_x) load_tile_rows(s, x, n, ci, ty, rows), loaded = tile / s->tiles_x;
-                float b[4][4];
-                for (int j = 0; j < 4; j++) {   /* B^T d */
-                    const float *d = rows + 2 * tx + j;
-                    b[0][j] = d[0] - d[2 * width];
-                    b[1][j] = d[width] + d[2 * width];
-                    b[2][j] = d[2 * width] - d[width];
-                    b[3][j] = d[width] - d[3 * width];
-                }
-                float *dst = v + ci * nt + t;
-                for (int i = 0; i < 4; i++) {   /* (B^T d) B */
-                    dst[(4 * i + 0) * kstride] = b[i][0] - b[i][2];
-                    dst[(4 * i + 1) * kstride] = b[i][1] + b[i][2];
-                    dst[(4 * i + 2) * kstride] = b[i][2] - b[i][1];
-                    dst[(4 * i + 3) * kstride] = b[i][1] - b[i][3];
-                }
+        for (int64_t ci = 0; ci < s->cin; ci++)
+            for (int64_t t = 0, count; t < nt; t += count) {
+                row_run r = row_run_at(s, t0, nt, t);
+                count = r.count;
+                load_tile_rows(s, x, r.n, ci, r.ty, rows);
+                transform_input_run(rows, width, r.tx0, count, v + ci * nt + t, kstride);
             }
+    }
+}
+
+/* (A^T M)[i][j] of band tile t: rows i of A^T times M's column j. */
+static inline void output_rows(const float *src, int64_t kstride, int64_t t, float a[2][4])
+{
+    for (int j = 0; j < 4; j++) {
+        float m0 = src[j * kstride + t], m1 = src[(4 + j) * kstride + t], m2 = src[(8 + j) * kstride + t],
+              m3 = src[(12 + j) * kstride + t];
+        a[0][j] = m0 + m1 + m2;
+        a[1][j] = m1 - m2 - m3;
+    }
+}
+
+/* y's 2x2 tiles = A^T M A + b0 for `count` consecutive tiles of one tile row
+ * of one output channel: `rows` (1 or 2) output rows from y, the first
+ * `full` tiles with both columns inside the image, the rest (an odd width's
+ * last tile) with the first only. */
+CPU_VECTOR_CLONES static void transform_output_run(const float *src, int64_t kstride, int64_t count, int64_t full,
+                                                   float *y, int64_t wo, int rows, float b0)
+{
+#pragma omp simd
+    for (int64_t t = 0; t < full; t++) {
+        float a[2][4];
+        output_rows(src, kstride, t, a);
+        for (int i = 0; i < rows; i++) {   /* (A^T M) A */
+            y[i * wo + 2 * t] = a[i][0] + a[i][1] + a[i][2] + b0;
+            y[i * wo + 2 * t + 1] = a[i][1] - a[i][2] - a[i][3] + b0;
         }
+    }
+    for (int64_t t = full; t < count; t++) {
+        float a[2][4];
+        output_rows(src, kstride, t, a);
+        for (int i = 0; i < rows; i++) y[i * wo + 2 * t] = a[i][0] + a[i][1] + a[i][2] + b0;
     }
 }
 
@@ -132,22 +189,13 @@ static void transform_outputs(sd_backend *be, const wino_shape *s, const float *
     int64_t kstride = s->cout * nt;
 #pragma omp parallel for num_threads(cpu_of(be)->threads) schedule(static)
     for (int64_t co = 0; co < s->cout; co++)
-        for (int64_t t = 0; t < nt; t++) {
-            const float *src = m + co * nt + t;
-            float a[2][4];
-            for (int j = 0; j < 4; j++) {   /* A^T M */
-                float m0 = src[j * kstride], m1 = src[(4 + j) * kstride], m2 = src[(8 + j) * kstride],
-                      m3 = src[(12 + j) * kstride];
-                a[0][j] = m0 + m1 + m2;
-                a[1][j] = m1 - m2 - m3;
-            }
-            int64_t tile = t0 + t, n = tile / (s->tiles_y * s->tiles_x), r = tile % (s->tiles_y * s->tiles_x);
-            int64_t oy = r / s->tiles_x * 2, ox = r % s->tiles_x * 2;
-            float *plane = y + (n * s->cout + co) * s->ho * s->wo, b0 = bias ? bias[co] : 0.0f;
-            for (int i = 0; i < 2 && oy + i < s->ho; i++) {   /* (A^T M) A */
-                plane[(oy + i) * s->wo + ox] = a[i][0] + a[i][1] + a[i][2] + b0;
-                if (ox + 1 < s->wo) plane[(oy + i) * s->wo + ox + 1] = a[i][1] - a[i][2] - a[i][3] + b0;
-            }
+        for (int64_t t = 0, count; t < nt; t += count) {
+            row_run r = row_run_at(s, t0, nt, t);
+            count = r.count;
+            int64_t oy = 2 * r.ty, full = (s->wo - 2 * r.tx0) / 2 < count ? (s->wo - 2 * r.tx0) / 2 : count;
+            float *plane = y + (r.n * s->cout + co) * s->ho * s->wo;
+            transform_output_run(m + co * nt + t, kstride, count, full, plane + oy * s->wo + 2 * r.tx0, s->wo,
+                                 oy + 1 < s->ho ? 2 : 1, bias ? bias[co] : 0.0f);
         }
 }
 
@@ -167,14 +215,26 @@ int cpu_conv2d_winograd(sd_backend *be, sd_tensor *y, const sd_tensor *x, const 
     const float *bias = b ? cpu_weight_f32(be, b, CPU_SCRATCH_BIAS) : NULL;
     if (!u || !v || (b && !bias) || transform_kernels(be, &s, w, u)) return -1;
     float *m = v + WINO_K * s.cin * band;
+    uint16_t *u16 = NULL, *v16 = NULL;   /* bf16 GEMMs: U and the band's V rounded (bf16.c) */
+    if (cpu_of(be)->bf16) {
+        size_t nu = (size_t)(WINO_K * s.cout * s.cin), nv = (size_t)(WINO_K * s.cin * band);
+        if (!(u16 = (uint16_t *)cpu_scratch(be, CPU_SCRATCH_BF16, (nu + nv + 1) / 2))) return -1;
+        v16 = u16 + nu;
+        cpu_round_bf16(be, u, nu, u16);
+    }
     for (int64_t t0 = 0; t0 < s.tiles; t0 += band) {
         int64_t nt = s.tiles - t0 < band ? s.tiles - t0 : band;
         transform_inputs(be, &s, x->data, t0, nt, v);
+        if (v16) cpu_round_bf16(be, v, (size_t)(WINO_K * s.cin * nt), v16);
         for (int k = 0; k < WINO_K; k++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s.cout, (int)nt, (int)s.cin, 1.0f,
-                        u + k * s.cout * s.cin, (int)s.cin, v + k * s.cin * nt, (int)nt, 0.0f, m + k * s.cout * nt,
-                        (int)nt);
+            if (v16)
+                cpu_gemm_bf16(be, 0, s.cout, nt, s.cin, u16 + k * s.cout * s.cin, s.cin, v16 + k * s.cin * nt, nt,
+                              0.0f, m + k * s.cout * nt, nt);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s.cout, (int)nt, (int)s.cin, 1.0f,
+                            u + k * s.cout * s.cin, (int)s.cin, v + k * s.cin * nt, (int)nt, 0.0f,
+                            m + k * s.cout * nt, (int)nt);
         transform_outputs(be, &s, m, bias, t0, nt, y->data);
     }
-    return 0;
+    return sd_backend_error(be) ? -1 : 0;
 }

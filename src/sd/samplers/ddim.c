@@ -37,6 +37,7 @@ static int ddim_run(const sd_plan *p, int begin, const sd_sample_io *io, float *
         int t = (int)p->timesteps[i], prev = t - ratio;
         if (!(rc = sd_eps(io, x, p->timesteps[i], eps)))
             ddim_step(x, eps, acp[t], prev >= 0 ? acp[prev] : acp[0], io->n);
+        if (!rc) sd_step_done(io, i + 1, x);
     }
     free(eps);
     return rc;

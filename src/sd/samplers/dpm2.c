@@ -74,6 +74,7 @@ static int dpm2_run(const sd_plan *p, int begin, const sd_sample_io *io, float *
                 x[j] = x_first[j] + d * dt;
             }
         }
+        sd_step_done(io, k + 1, x);
     }
     free(buf);
     return rc;

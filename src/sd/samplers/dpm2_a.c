@@ -79,6 +79,7 @@ static int dpm2_a_run(const sd_plan *p, int begin, const sd_sample_io *io, float
                 x[q] = prev + z[q] * a.up;
             }
         }
+        sd_step_done(io, k + 1, x);
     }
     free(buf);
     return rc;

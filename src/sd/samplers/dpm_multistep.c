@@ -100,6 +100,7 @@ static int dpm_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x
         else
             third_order_sde(x, hist[2], hist[1], hist[0], z, c, t, lambda, n);
         if (lower_order_nums < order) lower_order_nums++;
+        sd_step_done(io, i + 1, x);
     }
     free(buf);
     return rc;

@@ -103,6 +103,7 @@ static int dpmpp_2s_a_run(const sd_plan *p, int begin, const sd_sample_io *io, f
             if ((rc = sd_noise(io, z))) break;
             for (size_t q = 0; q < n; q++) x[q] = x[q] + z[q] * c.up;
         }
+        sd_step_done(io, k, x); /* k: the next step's first evaluation */
     }
     free(buf);
     return rc;

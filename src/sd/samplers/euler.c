@@ -34,6 +34,7 @@ static int euler_run(const sd_plan *p, int begin, const sd_sample_io *io, float 
         sd_scale_input(x, p->sigmas[i], x_in, io->n);
         rc = sd_eps(io, x_in, p->timesteps[i], eps);
         if (!rc) euler_step(x, eps, p->sigmas[i], p->sigmas[i + 1], io->n);
+        if (!rc) sd_step_done(io, i + 1, x);
     }
     free(x_in);
     return rc;

@@ -40,6 +40,7 @@ static int euler_a_run(const sd_plan *p, int begin, const sd_sample_io *io, floa
         sd_scale_input(x, p->sigmas[i], x_in, io->n);
         if (!(rc = sd_eps(io, x_in, p->timesteps[i], eps)) && !(rc = sd_noise(io, z)))
             euler_a_step(x, eps, z, p->sigmas[i], p->sigmas[i + 1], io->n);
+        if (!rc) sd_step_done(io, i + 1, x);
     }
     free(x_in);
     return rc;

@@ -54,6 +54,7 @@ static int lcm_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x
             float denoised = c_out * x0 + c_skip * x[j];
             x[j] = last ? denoised : sa_prev * denoised + sb_prev * z[j];
         }
+        sd_step_done(io, i + 1, x);
     }
     free(buf);
     return rc;

@@ -64,6 +64,7 @@ static int lms_run(const sd_plan *p, int begin, const sd_sample_io *io, float *x
             for (size_t j = 0; j < n; j++) acc[j] = k ? acc[j] + c * d[k][j] : c * d[k][j];
         }
         for (size_t j = 0; j < n; j++) x[j] = x[j] + acc[j];
+        sd_step_done(io, i + 1, x);
     }
     free(buf);
     return rc;

@@ -57,6 +57,9 @@ void sd_scale_input(const float *x, float sigma, float *out, size_t n);
 /* Calls the denoiser / the noise source of io. */
 int sd_eps(const sd_sample_io *io, const float *x_in, float t, float *eps);
 int sd_noise(const sd_sample_io *io, float *out);
+/* Calls io's after_step (if any) once the update that ends before plan
+ * evaluation next_eval is done: what diffusers' scheduler.step returned. */
+void sd_step_done(const sd_sample_io *io, int next_eval, float *x);
 
 /* KDPM2's sigma_interpol: exp(lerp(log start, log end, 0.5)), torch's lerp
  * at weight 0.5 being end - (end - start) * 0.5 (fp32). */

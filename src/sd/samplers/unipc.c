@@ -102,6 +102,7 @@ static int unipc_run(const sd_plan *p, int begin, const sd_sample_io *io, float 
         predictor(x, m[1], m[0], i >= 1 ? p->sigmas[i - 1] : 0.0f,
                   coef_between(p->sigmas[i + 1], p->sigmas[i]), this_order, n);
         if (lower_order_nums < 2) lower_order_nums++;
+        sd_step_done(io, i + 1, x);
     }
     free(buf);
     return rc;
