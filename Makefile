@@ -39,7 +39,7 @@ fuzz: deps
 # The worker in local-test mode with the bundled demo model (config/demo.json:
 # tests/data/demo/, a tiny SDXL trained on pictures of flat shapes), offline:
 # first on test_input.json (the original worker's 1024² job, written for the
-# real checkpoint), then on demo_input.json (a 512² job in words the demo
+# real checkpoint), then on demo_input.json (a 256² job in words the demo
 # model knows): the demo picture. Images go to out/, result JSONs next to them.
 DEMO_WORKER = MODELS_CONFIG=config/demo.json SDXL_OUTPUT_DIR=out OMP_WAIT_POLICY=PASSIVE $(BUILD)/sdxl-worker
 

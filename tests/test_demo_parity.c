@@ -1,6 +1,6 @@
 /* The demo model against diffusers (tests/data/demo/goldens.json,
  * tools/reference/make_demo_goldens.py): the engine draws
- *   - the demo job of demo_input.json (512x512, txt2img): the picture
+ *   - the demo job of demo_input.json (256x256, txt2img): the picture
  *     `make demo` writes and the README shows, as StableDiffusionXLPipeline
  *     draws it from the same file;
  *   - one img2img job on tests/data/demo/img2img_init.png, as

@@ -11,12 +11,13 @@
 #include <string.h>
 
 #include "json_assert.h"
+#include "small_model.h"
 #include "testutil.h"
 
 sd_engine *demo_engine_open(void)
 {
     char err[512];
-    sd_engine_options opts = {.cpu.threads = 1};
+    sd_engine_options opts = {.device.cpu.threads = 1};
     sd_engine *e = NULL;
     if (sd_engine_load(DEMO "sdxl_demo.safetensors", &opts, &e, err, sizeof err)) fprintf(stderr, "%s\n", err);
     return e;
@@ -24,16 +25,9 @@ sd_engine *demo_engine_open(void)
 
 int demo_picture(const char *name, img_rgb *out)
 {
-    char path[256], err[256];
-    size_t len;
+    char path[256];
     snprintf(path, sizeof path, DEMO "%s", name);
-    char *png = tu_read_file(path, &len);
-    img_limits lim;
-    img_limits_default(&lim);
-    int rc = !png || img_decode((const uint8_t *)png, len, &lim, out, err, sizeof err);
-    if (rc) fprintf(stderr, "%s: %s\n", path, png ? err : "cannot read");
-    free(png);
-    return rc ? -1 : 0;
+    return small_model_read_image(path, out);
 }
 
 /* demo_input.json's input object, read once (kept for the process: the

@@ -13,7 +13,7 @@
  * NULL after saying why on stderr. */
 sd_engine *demo_engine_open(void);
 
-/* Decodes tests/data/demo/<name> (a PNG); 0, or -1 after saying why. */
+/* Decodes tests/data/demo/<name> (small_model_read_image); 0, or -1 after saying why. */
 int demo_picture(const char *name, img_rgb *out);
 
 /* A txt2img job with demo_input.json's steps, cfg, sampler and rng (one

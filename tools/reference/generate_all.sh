@@ -6,7 +6,7 @@
 #   --check  fail if the regenerated files differ from the committed ones
 # CI never runs this; the C tests only read the committed files. The demo
 # model itself (tests/data/demo/) is trained by train_demo_model.py, which
-# takes about half an hour and is run on its own; its goldens are made here.
+# takes about 40 minutes and is run on its own; its goldens are made here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
