@@ -43,9 +43,10 @@ COPY --from=build /src/build/sdxl-worker /app/bin/sdxl-worker
 # when one is usable, else the CPU).
 COPY --from=build /src/build/libsdxl_cuda.so /app/bin/libsdxl_cuda.so
 COPY config/ /app/config/
-COPY test_input.json /app/
-# The bundled small model, so `-e MODELS_CONFIG=config/demo.json` runs offline.
-COPY tests/data/small/sdxl_small.safetensors /app/tests/data/small/
+COPY test_input.json demo_input.json /app/
+# The bundled demo model, so `-e MODELS_CONFIG=config/demo.json` runs offline.
+COPY tests/data/demo/sdxl_demo.safetensors /app/tests/data/demo/
+COPY tests/data/demo/loras/ /app/tests/data/demo/loras/
 # Fail the build if a shared library is missing.
 RUN ! ldd /app/bin/sdxl-worker /app/bin/libsdxl_cuda.so | grep -q "not found"
 ENV OMP_WAIT_POLICY=PASSIVE \

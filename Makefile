@@ -36,15 +36,20 @@ fuzz: deps
 	@[ -f build-fuzz/CMakeCache.txt ] || CC=clang cmake -S . -B build-fuzz -DSDXL_FUZZ=ON
 	cmake --build build-fuzz -j $(JOBS)
 
-# The worker in local-test mode on test_input.json with the bundled small
-# model (config/demo.json; random weights, so the picture is noise that
-# proves the pipeline), offline. Images go to out/, the result JSON to
-# out/result.json.
+# The worker in local-test mode with the bundled demo model (config/demo.json:
+# tests/data/demo/, a tiny SDXL trained on pictures of flat shapes), offline:
+# first on test_input.json (the original worker's 1024² job, written for the
+# real checkpoint), then on demo_input.json (a 256² job in words the demo
+# model knows): the demo picture. Images go to out/, result JSONs next to them.
+DEMO_WORKER = MODELS_CONFIG=config/demo.json SDXL_OUTPUT_DIR=out OMP_WAIT_POLICY=PASSIVE $(BUILD)/sdxl-worker
+
 demo: deps all
 	@mkdir -p out
-	MODELS_CONFIG=config/demo.json SDXL_OUTPUT_DIR=out OMP_WAIT_POLICY=PASSIVE \
-	  $(BUILD)/sdxl-worker test_input.json > out/result.json
-	@echo "demo: wrote $$(ls out/*.png | tr '\n' ' ')(A1111 parameters inside); result JSON: out/result.json"
+	$(DEMO_WORKER) test_input.json > out/result.json
+	$(DEMO_WORKER) demo_input.json > out/demo_result.json
+	@echo "demo: test_input.json -> out/local_test_0.png (result JSON: out/result.json)"
+	@echo "demo: demo_input.json -> out/demo_0.png, the demo picture of" \
+	  "$$(sed -n 's/.*"prompt": *"\([^"]*\)".*/\1/p' demo_input.json) (result JSON: out/demo_result.json)"
 
 clean:
 	rm -rf build build-asan build-fuzz

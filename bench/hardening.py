@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Issue 16's figures for one sdxl-worker binary (run it on the old and the
 new one, on the same machine, to compare): in --rp_serve_api mode with the
-bundled small model (config/demo.json),
+bundled small model (tests/data/small/models.json),
   1. the cost of the prompt "a BREAK " x 1249 (1,249 chunks) against "a":
      wall time of /runsync and the result's encode/denoise timings (256²,
      8 steps), or how soon it is refused;
@@ -54,7 +54,7 @@ def request(port, method, path, body=None, timeout=600):
 
 def start(worker, port):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
-    env.update(MODELS_CONFIG="config/demo.json", MODELS_DIR=tempfile.mkdtemp(prefix="hardening-"),
+    env.update(MODELS_CONFIG="tests/data/small/models.json", MODELS_DIR=tempfile.mkdtemp(prefix="hardening-"),
                RUNPOD_LOG_LEVEL="WARN", OMP_WAIT_POLICY="PASSIVE")
     proc = subprocess.Popen([worker, "--rp_serve_api", "--rp_api_port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,6 +1,6 @@
-/* End to end: the real sdxl-worker binary (worker mode, config/demo.json:
- * the small model) against the fake RunPod queue, and in --rp_serve_api mode
- * against HTTP requests:
+/* End to end: the real sdxl-worker binary (worker mode,
+ * tests/data/small/models.json: the small model) against the fake RunPod
+ * queue, and in --rp_serve_api mode against HTTP requests:
  *   - one production run: a valid job, an invalid one, num_images 2, a job
  *     stopped through job-stop mid-sampling, then a valid job again; each
  *     gets the right result (the stopped one none), progress updates
@@ -52,7 +52,7 @@ typedef struct {
     char log_path[1024];
     char port_arg[16];
     int port;
-    char config[1200];    /* MODELS_CONFIG: config/demo.json unless a test writes its own */
+    char config[1200];    /* MODELS_CONFIG: tests/data/small/models.json unless a test writes its own */
     const char *test_input; /* local-test mode (--test_input) instead of the queue */
 } e2e;
 
@@ -62,7 +62,7 @@ static int setup(void **state)
     t->q = fq_start();
     t->dir = tu_mkdtemp("e2e");
     snprintf(t->log_path, sizeof t->log_path, "%s/worker.log", t->dir);
-    snprintf(t->config, sizeof t->config, "config/demo.json");
+    snprintf(t->config, sizeof t->config, "tests/data/small/models.json");
     *state = t;
     return t->q && t->dir ? 0 : -1;
 }
@@ -219,7 +219,7 @@ static void jobs_through_the_queue(void **state)
     fq_push(t->q, FQ_TAKE, fq_json(JOB("ok-1", "{" SMALL ",\"steps\":4,\"seed\":11}")));
     fq_push(t->q, FQ_TAKE, fq_json(JOB("bad-1", "{" SMALL ",\"width\":13,\"steps\":\"many\"}")));
     fq_push(t->q, FQ_TAKE, fq_json(JOB("two-1", "{" SMALL ",\"steps\":3,\"num_images\":2,\"seed\":20,"
-                                              "\"loras\":[{\"name\":\"Small kohya LoRA (random, demo)\",\"scale\":1.2}]}")));
+                                              "\"loras\":[{\"name\":\"Small kohya LoRA (random)\",\"scale\":1.2}]}")));
     fq_push(t->q, FQ_TAKE, fq_json(JOB("stop-1", "{" SMALL ",\"steps\":150}")));
     spawn(t, false);
 
@@ -230,7 +230,7 @@ static void jobs_through_the_queue(void **state)
     assert_png(cJSON_GetObjectItem(out, "image")->valuestring, 256, 256);
     const cJSON *m = cJSON_GetObjectItem(out, "metadata");
     assert_int_equal(cJSON_GetObjectItem(m, "seed")->valueint, 11);
-    assert_string_equal(cJSON_GetObjectItem(m, "model")->valuestring, "SDXL small (random weights, demo)");
+    assert_string_equal(cJSON_GetObjectItem(m, "model")->valuestring, "SDXL small (random weights)");
     assert_non_null(cJSON_GetObjectItem(out, "timings"));
     int steps[8];
     assert_int_equal(progress_steps(t->q, "ok-1", steps, 8), 4);
@@ -248,7 +248,7 @@ static void jobs_through_the_queue(void **state)
     const cJSON *lora = cJSON_GetArrayItem(
         cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "output"), "metadata"), "loras"), 0);
     assert_non_null(lora); /* the override, applied to the checkpoint's tensors */
-    assert_string_equal(cJSON_GetObjectItem(lora, "name")->valuestring, "Small kohya LoRA (random, demo)");
+    assert_string_equal(cJSON_GetObjectItem(lora, "name")->valuestring, "Small kohya LoRA (random)");
     assert_true(cJSON_GetObjectItem(lora, "scale")->valuedouble == 1.2);
     assert_true(cJSON_GetObjectItem(lora, "tensors_applied")->valueint > 0);
     const cJSON *images = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "output"), "images");
@@ -591,13 +591,13 @@ static void local_test_mode_inpaint_and_hires(void **state)
     e2e *t = *state;
     /* the base model: inpainting the whole picture, then a hires fix */
     char *input = edit_input(",\"steps\":2,\"seed\":1", true);
-    cJSON *r = local_test(t, "config/demo.json", input, 0);
+    cJSON *r = local_test(t, "tests/data/small/models.json", input, 0);
     assert_png(output_image(r), 256, 256);
     assert_params_have(output_image(r), ", Denoising strength: 0.75, Mask blur: 4, ");
     cJSON_Delete(r);
     free(input);
     input = edit_input(",\"steps\":2,\"seed\":1,\"hr_scale\":1.5,\"hr_upscaler\":\"Latent (nearest)\"", false);
-    r = local_test(t, "config/demo.json", input, 0);
+    r = local_test(t, "tests/data/small/models.json", input, 0);
     assert_png(output_image(r), 384, 384);
     assert_params_have(output_image(r), ", Hires upscale: 1.5, Hires upscaler: Latent (nearest), ");
     cJSON_Delete(r);

@@ -4,7 +4,9 @@
 # tools/reference/.venv (created if missing).
 # Usage: tools/reference/generate_all.sh [--check]
 #   --check  fail if the regenerated files differ from the committed ones
-# CI never runs this; the C tests only read the committed files.
+# CI never runs this; the C tests only read the committed files. The demo
+# model itself (tests/data/demo/) is trained by train_demo_model.py, which
+# takes about 40 minutes and is run on its own; its goldens are made here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -32,6 +34,7 @@ scripts=(
   make_lora_goldens.py
   make_vae_file_goldens.py
   make_embedding_goldens.py
+  make_demo_goldens.py
   make_image_goldens.py
   make_hash_goldens.py
   make_sigv4_goldens.py

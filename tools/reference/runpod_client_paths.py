@@ -5,7 +5,7 @@ their app without deploying (issue 16). Not run in CI (it needs the runpod
 SDK from PyPI); the C tests of the same paths are in tests/test_rp_devapi.c.
 
 Starts build/sdxl-worker (or --worker) in --rp_serve_api mode on a free
-loopback port with the bundled small model (config/demo.json), sets
+loopback port with the bundled small model (tests/data/small/models.json), sets
 runpod.endpoint_url_base = "http://127.0.0.1:PORT/v2", and drives every path
 the client builds (runpod 1.12.0 runpod/endpoint/runner.py):
   Endpoint.health()           GET  {base}/{endpoint}/health
@@ -50,7 +50,7 @@ def check(ok, what):
 
 def start_worker(worker, port, log):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
-    env.update(MODELS_CONFIG="config/demo.json", MODELS_DIR=tempfile.mkdtemp(prefix="rp-client-"),
+    env.update(MODELS_CONFIG="tests/data/small/models.json", MODELS_DIR=tempfile.mkdtemp(prefix="rp-client-"),
                RUNPOD_LOG_LEVEL="INFO", OMP_WAIT_POLICY="PASSIVE")
     proc = subprocess.Popen([worker, "--rp_serve_api", "--rp_api_port", str(port)], cwd=ROOT, env=env,
                             stdout=log, stderr=log)

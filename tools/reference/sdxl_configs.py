@@ -159,3 +159,23 @@ def checkpoint_metadata(unet, vae, te1, te2):
     """`__metadata__` for a checkpoint: only the keys whose value is not SDXL's."""
     values = metadata_values(unet, vae, te1, te2)
     return {k: str(v) for k, v in values.items() if v != METADATA_DEFAULTS[k]}
+
+# --- demo model (train_demo_model.py) -----------------------------------------
+# Sized so that a 1024x1024 24-step job stays about half a minute on a 2-core
+# CPU (attention only at the two smaller levels, one transformer each) and
+# the file stays under 20 MB; the text encoders are the small model's.
+
+DEMO_UNET_HEAD_WIDTH = 32
+DEMO_UNET = dict(
+    SMALL_UNET,
+    sample_size=32,
+    block_out_channels=(32, 64, 96),
+    transformer_layers_per_block=[1, 1, 1],
+    attention_head_dim=[1, 64 // DEMO_UNET_HEAD_WIDTH, 96 // DEMO_UNET_HEAD_WIDTH],
+    norm_num_groups=8,
+)
+
+DEMO_VAE = dict(SMALL_VAE, block_out_channels=(16, 32, 64, 64), sample_size=256)
+
+DEMO_TE1 = SMALL_TE1
+DEMO_TE2 = SMALL_TE2
