@@ -38,6 +38,18 @@ static inline double bench_median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* n uniform values in [-1, 1) from a fixed LCG (exits when out of memory). */
+static inline float *bench_noise(size_t n, unsigned seed)
+{
+    float *p = malloc(n * sizeof *p);
+    if (!p) { fprintf(stderr, "out of memory\n"); exit(1); }
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p[i] = (float)(seed >> 8) / 8388608.0f - 1.0f;
+    }
+    return p;
+}
+
 /* Peak resident set size of this process so far, in MiB (getrusage). */
 static inline double bench_peak_rss_mb(void)
 {

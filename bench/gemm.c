@@ -118,17 +118,6 @@ static int make_variant(const char *arg, variant *v)
     return v->fn ? 0 : -1;
 }
 
-static float *filled(size_t n, unsigned seed)
-{
-    float *p = malloc(n * sizeof *p);
-    if (!p) { fprintf(stderr, "out of memory\n"); exit(1); }
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        p[i] = (float)(seed >> 8) / 8388608.0f - 1.0f;
-    }
-    return p;
-}
-
 static uint16_t *to_bf16(const float *x, size_t n)
 {
     uint16_t *p = malloc(n * sizeof *p);
@@ -173,8 +162,8 @@ int main(int argc, char **argv)
         size_t a = (size_t)list[s]->m * list[s]->k, b = (size_t)list[s]->n * list[s]->k, c = (size_t)list[s]->m * list[s]->n;
         most = a > most ? a : most, most = b > most ? b : most, most = c > most ? c : most;
     }
-    float *a = filled(most, 1), *b = filled(most, 2);
-    operands o = {a, b, to_bf16(a, most), to_bf16(b, most), filled(most, 3)};
+    float *a = bench_noise(most, 1), *b = bench_noise(most, 2);
+    operands o = {a, b, to_bf16(a, most), to_bf16(b, most), bench_noise(most, 3)};
     static double t[MAX_VARIANTS][32][MAX_ROUNDS];
     for (int r = -1; r < rounds; r++)   /* round -1 warms every variant up */
         for (int v = 0; v < nv; v++) {

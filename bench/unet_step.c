@@ -22,18 +22,6 @@
 #define MAX_RUNS 50
 #define SGEMM_N 2048
 
-/* Uniform values in [-1, 1) from a fixed LCG. */
-static float *noise(size_t n, unsigned seed)
-{
-    float *p = malloc(n * sizeof *p);
-    if (!p) { fprintf(stderr, "out of memory\n"); exit(1); }
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        p[i] = (float)(seed >> 8) / 8388608.0f - 1.0f;
-    }
-    return p;
-}
-
 static sd_tensor *uploaded(sd_backend *be, int ndim, const int64_t *shape, float *host)
 {
     sd_tensor *t = sd_tensor_new(be, ndim, shape);
@@ -46,7 +34,7 @@ static sd_tensor *uploaded(sd_backend *be, int ndim, const int64_t *shape, float
 static sd_tensor *adm_input(sd_backend *be, const sdxl_unet_hparams *hp, int64_t batch, int64_t h, int64_t w)
 {
     float *y = malloc(sizeof(float) * (size_t)(batch * hp->adm_in_channels));
-    float *pooled = noise((size_t)hp->adm_pooled_dim, 7);
+    float *pooled = bench_noise((size_t)hp->adm_pooled_dim, 7);
     const float sizes[SDXL_ADM_VALUES] = {8.0f * h, 8.0f * w, 0, 0, 8.0f * h, 8.0f * w};
     if (!y) { fprintf(stderr, "out of memory\n"); exit(1); }
     for (int64_t b = 0; b < batch; b++) sd_unet_adm_vector(hp, pooled, sizes, y + b * hp->adm_in_channels);
@@ -82,9 +70,9 @@ int main(int argc, char **argv)
                                    sd_unet_weight_dtype(u));
     const sdxl_unet_hparams *uh = &hp.unet;
     sd_tensor *x = uploaded(be, 4, (const int64_t[]){batch, uh->in_channels, h, w},
-                            noise((size_t)(batch * uh->in_channels * h * w), 11));
+                            bench_noise((size_t)(batch * uh->in_channels * h * w), 11));
     sd_tensor *ctx = uploaded(be, 3, (const int64_t[]){batch, CONTEXT_TOKENS, uh->context_dim},
-                              noise((size_t)(batch * CONTEXT_TOKENS * uh->context_dim), 13));
+                              bench_noise((size_t)(batch * CONTEXT_TOKENS * uh->context_dim), 13));
     sd_tensor *y = adm_input(be, uh, batch, h, w);
     sd_tensor *eps = sd_new4(be, batch, uh->out_channels, h, w);
     double times[MAX_RUNS];

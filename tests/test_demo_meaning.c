@@ -127,6 +127,18 @@ static void count(tally *t, verdict v)
     t->shapes += v.shape;
 }
 
+/* Draws each of n cases with seeds 1 and 2 and tallies the verdicts. */
+static void draw_and_judge(const asked *cases, size_t n, tally *t)
+{
+    for (size_t i = 0; i < n; i++)
+        for (uint64_t seed = 1; seed <= 2; seed++) {
+            sd_image_out out;
+            draw(cases[i].prompt, NULL, seed, &out);
+            count(t, judge(&cases[i], out.rgb, seed));
+            sd_image_out_free(&out);
+        }
+}
+
 static void test_draws_colour_and_shape(void **state)
 {
     (void)state;
@@ -143,13 +155,7 @@ static void test_draws_colour_and_shape(void **state)
         {"a yellow circle on a green background", "yellow", "circle", "green"},
     };
     tally t = {0};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        for (uint64_t seed = 1; seed <= 2; seed++) {
-            sd_image_out out;
-            draw(cases[i].prompt, NULL, seed, &out);
-            count(&t, judge(&cases[i], out.rgb, seed));
-            sd_image_out_free(&out);
-        }
+    draw_and_judge(cases, sizeof cases / sizeof cases[0], &t);
     printf("  colours right in %d of %d (all needed; lowest purity %.3f, >= %.2f), shapes right in %d of %d "
            "(>= %d needed)\n", t.colours, t.n, worst_purity, MIN_PURITY, t.shapes, t.n, MIN_SHAPES_RIGHT);
     assert_int_equal(t.colours, t.n);
@@ -292,13 +298,7 @@ static void test_lora_turns_circles_into_squares(void **state)
             sd_image_out_free(&one);
         }
     printf("  at scale 1, the shape asked for wanted:\n");
-    for (size_t i = 0; i < sizeof lora_others / sizeof lora_others[0]; i++)
-        for (uint64_t seed = 1; seed <= 2; seed++) {
-            sd_image_out out;
-            draw(lora_others[i].prompt, NULL, seed, &out);
-            count(&others, judge(&lora_others[i], out.rgb, seed));
-            sd_image_out_free(&out);
-        }
+    draw_and_judge(lora_others, sizeof lora_others / sizeof lora_others[0], &others);
     assert_int_equal(sd_engine_set_loras(g.engine, NULL, 0, NULL, err, sizeof err), 0);
     printf("  circles: %d of %d read as circles without the LoRA, %d of %d as squares with it (>= %d needed), "
            "fill risen by %.3f at least (>= %.2f), colours kept in %d; triangles and stars kept in %d of %d\n",
