@@ -40,14 +40,19 @@ fuzz: deps
 # tests/data/demo/, a tiny SDXL trained on pictures of flat shapes), offline:
 # first on test_input.json (the original worker's 1024² job, written for the
 # real checkpoint), then on demo_input.json (a 256² job in words the demo
-# model knows): the demo picture. Images go to out/, result JSONs next to them.
+# model knows): the demo picture. Images go to out/, result JSONs next to
+# them. Each run's log (local-test mode logs the whole result, images
+# included, as the runpod SDK does) goes to out/<result>.log; a run that
+# fails prints its log's tail.
 DEMO_WORKER = MODELS_CONFIG=config/demo.json SDXL_OUTPUT_DIR=out OMP_WAIT_POLICY=PASSIVE $(BUILD)/sdxl-worker
+demo_run = @echo "demo: running the worker on $(1) ..." && \
+	{ $(DEMO_WORKER) $(1) > out/$(2).json 2> out/$(2).log || { tail -n 20 out/$(2).log; exit 1; }; }
 
 demo: deps all
 	@mkdir -p out
-	$(DEMO_WORKER) test_input.json > out/result.json
-	$(DEMO_WORKER) demo_input.json > out/demo_result.json
-	@echo "demo: test_input.json -> out/local_test_0.png (result JSON: out/result.json)"
+	$(call demo_run,test_input.json,result)
+	$(call demo_run,demo_input.json,demo_result)
+	@echo "demo: test_input.json -> out/local_test_0.png (result JSON: out/result.json, log: out/result.log)"
 	@echo "demo: demo_input.json -> out/demo_0.png, the demo picture of" \
 	  "$$(sed -n 's/.*"prompt": *"\([^"]*\)".*/\1/p' demo_input.json) (result JSON: out/demo_result.json)"
 
