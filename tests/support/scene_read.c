@@ -45,28 +45,14 @@ static int load_shapes(scene_world *w, const cJSON *measures)
     return w->n_shapes > 1 ? 0 : -1;
 }
 
-static int load_places(scene_world *w, const cJSON *places)
-{
-    const cJSON *p;
-    cJSON_ArrayForEach(p, places) {
-        if (w->n_places == SCENE_MAX_PLACES || cJSON_GetArraySize(p) != 2 ||
-            copy_name(w->place[w->n_places], sizeof w->place[0], p->string))
-            return -1;
-        w->place_x[w->n_places] = cJSON_GetArrayItem(p, 0)->valuedouble;
-        w->place_y[w->n_places++] = cJSON_GetArrayItem(p, 1)->valuedouble;
-    }
-    return w->n_places > 0 ? 0 : -1;
-}
-
 int scene_world_load(scene_world *w, const char *path)
 {
     memset(w, 0, sizeof *w);
     cJSON *doc = tu_read_json(path);
     if (!doc) return -1;
     int rc = load_palette(w, cJSON_GetObjectItem(doc, "palette")) ||
-             load_shapes(w, cJSON_GetObjectItem(doc, "shape_measures")) ||
-             load_places(w, cJSON_GetObjectItem(doc, "places"));
-    if (rc) fprintf(stderr, "%s: palette, shape_measures or places missing or malformed\n", path);
+             load_shapes(w, cJSON_GetObjectItem(doc, "shape_measures"));
+    if (rc) fprintf(stderr, "%s: palette or shape_measures missing or malformed\n", path);
     cJSON_Delete(doc);
     return rc ? -1 : 0;
 }
@@ -80,13 +66,6 @@ static int find_name(const char (*names)[16], int n, const char *name)
 
 int scene_colour(const scene_world *w, const char *name) { return find_name(w->colour, w->n_colours, name); }
 int scene_shape(const scene_world *w, const char *name) { return find_name(w->shape, w->n_shapes, name); }
-
-int scene_place(const scene_world *w, const char *name)
-{
-    for (int i = 0; i < w->n_places; i++)
-        if (!strcmp(w->place[i], name)) return i;
-    return -1;
-}
 
 static int nearest_colour(const scene_world *w, const uint8_t *px)
 {
@@ -187,20 +166,6 @@ void scene_reading_free(scene_reading *r)
 {
     free(r->mask);
     r->mask = NULL;
-}
-
-double scene_inside(const scene_world *w, const scene_reading *r, int width, int height, int p)
-{
-    double x0 = (w->place_x[p] - 0.25) * width, x1 = (w->place_x[p] + 0.25) * width;
-    double y0 = (w->place_y[p] - 0.25) * height, y1 = (w->place_y[p] + 0.25) * height;
-    long in = 0, all = 0;
-    for (int y = 0; y < height; y++)
-        for (int x = 0; x < width; x++) {
-            if (!r->mask[(size_t)y * width + x]) continue;
-            all++;
-            in += x + 0.5 >= x0 && x + 0.5 <= x1 && y + 0.5 >= y0 && y + 0.5 <= y1;
-        }
-    return all ? (double)in / all : 0.0;
 }
 
 double scene_colour_share(const scene_world *w, const uint8_t *rgb, int width, int height, int c)

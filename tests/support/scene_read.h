@@ -1,8 +1,8 @@
 /* Reading a picture of the demo model's world (tools/reference/demo_scenes.py:
  * one flat shape on a flat background) back into words, for the meaning
  * tests: which palette colour the background and the shape are, where the
- * shape is, and which shape it is. The vocabulary, the places and the
- * shapes' reference measures come from tests/data/demo/scenes.json, which
+ * shape is, and which shape it is. The vocabulary and the shapes' reference
+ * measures come from tests/data/demo/scenes.json, which
  * the training script writes from demo_scenes.py.
  *
  * How a picture is read:
@@ -11,8 +11,6 @@
  *   - the shape is the largest 4-connected region of pixels that are not the
  *     background colour; its colour is the most common one inside it, and
  *     `purity` the share of its pixels of that colour;
- *   - `inside` is the share of the shape's pixels within the region of a
- *     place: the box of half the picture's side centred on the place;
  *   - the shape is the nearest reference (scenes.json "shape_measures") in
  *     (fill, centroid height) space: fill = pixels / bounding-box area,
  *     centroid height = (mean row - top) / (bottom - top). `shape_margin` is
@@ -24,16 +22,13 @@
 
 #define SCENE_MAX_COLOURS 16
 #define SCENE_MAX_SHAPES 8
-#define SCENE_MAX_PLACES 16
 
 typedef struct {
-    int n_colours, n_shapes, n_places;
+    int n_colours, n_shapes;
     char colour[SCENE_MAX_COLOURS][16];
     uint8_t rgb[SCENE_MAX_COLOURS][3];
     char shape[SCENE_MAX_SHAPES][16];
     double fill[SCENE_MAX_SHAPES], centroid[SCENE_MAX_SHAPES]; /* reference measures */
-    char place[SCENE_MAX_PLACES][24];
-    double place_x[SCENE_MAX_PLACES], place_y[SCENE_MAX_PLACES]; /* fractions of the side, y down */
 } scene_world;
 
 typedef struct {
@@ -51,14 +46,11 @@ typedef struct {
 int scene_world_load(scene_world *w, const char *path);
 int scene_colour(const scene_world *w, const char *name); /* -1 if unknown */
 int scene_shape(const scene_world *w, const char *name);
-int scene_place(const scene_world *w, const char *name);
 
 /* Reads an RGB8 picture (rows packed). */
 void scene_read(const scene_world *w, const uint8_t *rgb, int width, int height, scene_reading *r);
 void scene_reading_free(scene_reading *r);
 
-/* Share of the shape's pixels inside the region of place p. */
-double scene_inside(const scene_world *w, const scene_reading *r, int width, int height, int p);
 /* Share of all pixels whose nearest palette colour is c. */
 double scene_colour_share(const scene_world *w, const uint8_t *rgb, int width, int height, int c);
 /* Intersection over union of two readings' shape masks (same size). */
