@@ -8,15 +8,16 @@
  * neither links nor needs it.
  *
  * Weights are converted to bf16 (round to nearest even) on first use and
- * kept, keyed by their bytes (sd_weight.data), until sd_backend_forget_
- * weights says those bytes changed (a LoRA set rebuilt) or the backend is
- * freed: one bf16 copy of every linear weight the engine runs, 2 bytes per
+ * kept in an sd_weight_cache (sd/weight_cache.h), keyed by their bytes,
+ * until sd_backend_forget_weights says those bytes changed (a LoRA set
+ * rebuilt) or the backend is freed: one bf16 copy of every linear weight the engine runs, 2 bytes per
  * parameter (docs/benchmarks.md gives the SDXL figure). Activations are
  * rounded to bf16 per call into scratch. The Winograd convolutions round
  * their transformed kernels and tiles per call and use the same GEMM
  * (winograd.c); attention and the im2col convolutions stay in fp32. */
 #include "sd/cpu/cpu.h"
 #include "sd/cpu/cpuid.h"
+#include "sd/weight_cache.h"
 
 #include <dlfcn.h>
 #if defined(__x86_64__)
@@ -25,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define BF16_BUCKETS 1024
 #define DNNL_LIBRARY "libdnnl.so.2"
 
 /* oneDNN's C API (oneapi/dnnl/dnnl.h): row-major C = alpha op(A) op(B) + beta C,
@@ -34,17 +34,9 @@ typedef int (*dnnl_gemm_bf16_fn)(char transa, char transb, int64_t m, int64_t n,
                                  const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb, float beta,
                                  float *c, int64_t ldc);
 
-typedef struct bf16_weight {
-    const void *data;     /* the weight's stored bytes: the key */
-    size_t src_bytes, numel;
-    uint16_t *bf16;
-    struct bf16_weight *next;
-} bf16_weight;
-
 struct cpu_bf16 {
     dnnl_gemm_bf16_fn gemm;
-    bf16_weight *bucket[BF16_BUCKETS];
-    size_t bytes;         /* bf16 copies held */
+    sd_weight_cache *weights;   /* bf16 copies of the weights */
 };
 
 const char *cpu_bf16_unsupported(const cpu_info *cpu)
@@ -70,7 +62,8 @@ cpu_bf16 *cpu_bf16_open(const cpu_info *cpu, char *err, size_t errlen)
         return NULL;
     }
     cpu_bf16 *b = calloc(1, sizeof *b);
-    if (!b) {
+    if (!b || !(b->weights = sd_weight_cache_new(free))) {
+        free(b);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
@@ -78,34 +71,16 @@ cpu_bf16 *cpu_bf16_open(const cpu_info *cpu, char *err, size_t errlen)
     return b;
 }
 
-size_t cpu_bf16_bytes(const cpu_bf16 *b) { return b ? b->bytes : 0; }
-
-/* Drops the copies of weights overlapping [lo, hi) (every one when all). */
-static void drop(cpu_bf16 *b, uintptr_t lo, uintptr_t hi, int all)
-{
-    for (int i = 0; b && i < BF16_BUCKETS; i++)
-        for (bf16_weight **p = &b->bucket[i]; *p;) {
-            bf16_weight *w = *p;
-            uintptr_t wlo = (uintptr_t)w->data, whi = wlo + w->src_bytes;
-            if (all || (wlo < hi && lo < whi)) {
-                *p = w->next;
-                b->bytes -= w->numel * sizeof(uint16_t);
-                free(w->bf16);
-                free(w);
-            } else {
-                p = &w->next;
-            }
-        }
-}
+size_t cpu_bf16_bytes(const cpu_bf16 *b) { return b ? sd_weight_cache_bytes(b->weights) : 0; }
 
 void cpu_bf16_forget(cpu_bf16 *b, const void *data, size_t bytes)
 {
-    drop(b, (uintptr_t)data, (uintptr_t)data + bytes, 0);
+    if (b) sd_weight_cache_forget(b->weights, data, bytes);
 }
 
 void cpu_bf16_free(cpu_bf16 *b)
 {
-    drop(b, 0, 0, 1);
+    if (b) sd_weight_cache_free(b->weights);
     free(b);
 }
 
@@ -143,21 +118,18 @@ void cpu_round_bf16(sd_backend *be, const float *x, size_t n, uint16_t *out)
 /* The weight's bf16 copy, made on first use. NULL on OOM. */
 static const uint16_t *weight_bf16(sd_backend *be, cpu_bf16 *b, const sd_weight *w)
 {
-    size_t numel = (size_t)sd_weight_numel(w), slot = (size_t)((uintptr_t)w->data >> 6) % BF16_BUCKETS;
-    for (bf16_weight *e = b->bucket[slot]; e; e = e->next)
-        if (e->data == w->data && e->numel == numel) return e->bf16;
+    int64_t numel = sd_weight_numel(w);
+    uint16_t *h = sd_weight_cache_find(b->weights, w->data, numel, SD_BF16);
+    if (h) return h;
     const float *f = cpu_weight_f32(be, w, CPU_SCRATCH_WEIGHT);
-    bf16_weight *e = calloc(1, sizeof *e);
-    uint16_t *h = f && e ? malloc(numel * sizeof *h) : NULL;
+    if (f && !sd_weight_cache_reserve(b->weights)) h = malloc((size_t)numel * sizeof *h);
     if (!h) {
-        free(e);
-        sd_backend_fail(be, "cpu: out of memory for a bf16 weight copy (%.1f MB)", numel * 2 / 1048576.0);
+        if (f) sd_backend_fail(be, "cpu: out of memory for a bf16 weight copy (%.1f MB)", numel * 2 / 1048576.0);
         return NULL;
     }
-    cpu_round_bf16(be, f, numel, h);
-    *e = (bf16_weight){w->data, numel * sd_dtype_size(w->dtype), numel, h, b->bucket[slot]};
-    b->bucket[slot] = e;
-    b->bytes += numel * sizeof *h;
+    cpu_round_bf16(be, f, (size_t)numel, h);
+    sd_weight_cache_add(b->weights, w->data, (size_t)numel * sd_dtype_size(w->dtype), numel, SD_BF16, h,
+                        (size_t)numel * sizeof *h);
     sd_backend_note_peak(be);
     return h;
 }

@@ -87,7 +87,7 @@ static size_t cuda_scratch_bytes(const sd_backend *be)
     return n;
 }
 
-static size_t cuda_weight_bytes(const sd_backend *be) { return cuda_weights_bytes(cuda_of(be)->weights); }
+static size_t cuda_weight_bytes(const sd_backend *be) { return sd_weight_cache_bytes(cuda_of(be)->weights); }
 
 void *cuda_scratch(sd_backend *be, cuda_scratch_slot slot, size_t bytes)
 {
@@ -269,7 +269,7 @@ static void close_device(cuda_state *st)
     for (int i = 0; i < CUDA_SCRATCH_COUNT; i++)
         if (st->scratch[i]) cudaFreeAsync(st->scratch[i], st->stream);
     if (st->stream) cudaStreamSynchronize(st->stream);
-    cuda_weights_free(st->weights);
+    sd_weight_cache_free(st->weights);
     cuda_conv_plans_free(st->conv_plans);
     cuda_gemm_plans_free(st->gemm_plans);
     if (st->blas_lt) cublasLtDestroy(st->blas_lt);
@@ -328,7 +328,7 @@ sd_backend *sd_backend_cuda_new(const sd_cuda_options *o, char *err, size_t errl
     cuda_state *st = calloc(1, sizeof *st);
     if (st) st->weights = cuda_weights_new();
     if (!be || !st || !st->weights) {
-        if (st) cuda_weights_free(st->weights);
+        if (st) sd_weight_cache_free(st->weights);
         free(be);
         free(st);
         snprintf(err, errlen, "out of memory creating the CUDA backend");

@@ -15,6 +15,7 @@
 #include "sd/backend_impl.h"
 #include "sd/cuda/cuda_kernels.h"
 #include "sd/device.h"
+#include "sd/weight_cache.h"
 
 /* Device scratch, one buffer per purpose so that an op can hold several. */
 typedef enum {
@@ -28,7 +29,6 @@ typedef enum {
     CUDA_SCRATCH_COUNT
 } cuda_scratch_slot;
 
-typedef struct cuda_weight_cache cuda_weight_cache;
 typedef struct cuda_conv_plans cuda_conv_plans;
 typedef struct cuda_gemm_plans cuda_gemm_plans;
 
@@ -48,7 +48,7 @@ typedef struct {
     size_t total_mem;
     void *scratch[CUDA_SCRATCH_COUNT];
     size_t scratch_cap[CUDA_SCRATCH_COUNT];
-    cuda_weight_cache *weights;
+    sd_weight_cache *weights;
     cuda_conv_plans *conv_plans; /* cuDNN descriptors and algorithm per convolution shape */
     cuda_gemm_plans *gemm_plans; /* cuBLASLt descriptors and algorithm per bias-GEMM shape */
     char description[1024];
@@ -77,9 +77,7 @@ const void *cuda_weight(sd_backend *be, const sd_weight *w, sd_dtype want);
 /* The optional weight w, or NULL when w is; sets *failed when w's upload failed. */
 const void *cuda_weight_opt(sd_backend *be, const sd_weight *w, sd_dtype want, int *failed);
 
-cuda_weight_cache *cuda_weights_new(void);
-void cuda_weights_free(cuda_weight_cache *c);
-size_t cuda_weights_bytes(const cuda_weight_cache *c);
+sd_weight_cache *cuda_weights_new(void);
 void cuda_weights_forget(sd_backend *be, const void *data, size_t bytes);
 
 void cuda_conv_plans_free(cuda_conv_plans *p);

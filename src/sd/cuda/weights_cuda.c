@@ -1,98 +1,16 @@
 /* The CUDA backend's weight cache: each weight the ops use is uploaded once,
  * converted to the activation dtype of the stage that asks for it (kept in
  * its stored dtype when that is the activations'), and found again by its
- * host bytes: the address, element count and dtype wanted (a view of the
- * first rows of a tensor has the tensor's address but fewer elements). The
- * LoRA stack rebuilds merged weights in place, so the engine tells the
- * backend which host ranges changed (sd_backend_forget_weights) and their
- * copies are dropped. Open addressing with tombstones; the table stays
- * under 3/4 full. */
+ * host bytes in an sd_weight_cache (sd/weight_cache.h), which also drops the
+ * copies of host ranges the LoRA stack rebuilt. */
 #include "sd/cuda/cuda_backend.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 
-typedef struct {
-    const void *key;   /* host data; NULL: empty; TOMBSTONE: removed */
-    int64_t numel;
-    sd_dtype dtype;
-    void *dev;
-    size_t bytes;
-} cached_weight;
+static void free_device_copy(void *dev) { cudaFree(dev); }
 
-struct cuda_weight_cache {
-    cached_weight *slots;
-    size_t cap, used, live; /* used counts tombstones too */
-    size_t bytes;
-};
-
-static const char tombstone_byte;
-#define TOMBSTONE ((const void *)&tombstone_byte)
-
-cuda_weight_cache *cuda_weights_new(void) { return calloc(1, sizeof(cuda_weight_cache)); }
-
-static void release(cuda_weight_cache *c, cached_weight *e)
-{
-    cudaFree(e->dev);
-    c->bytes -= e->bytes;
-    c->live--;
-    *e = (cached_weight){.key = TOMBSTONE};
-}
-
-void cuda_weights_free(cuda_weight_cache *c)
-{
-    if (!c) return;
-    for (size_t i = 0; i < c->cap; i++)
-        if (c->slots[i].key && c->slots[i].key != TOMBSTONE) cudaFree(c->slots[i].dev);
-    free(c->slots);
-    free(c);
-}
-
-size_t cuda_weights_bytes(const cuda_weight_cache *c) { return c->bytes; }
-
-static size_t hash(const void *key, int64_t numel, sd_dtype dtype)
-{
-    uint64_t h = (uint64_t)(uintptr_t)key * 0x9e3779b97f4a7c15ull ^ (uint64_t)numel * 0xc2b2ae3d27d4eb4full ^ dtype;
-    return (size_t)(h ^ h >> 29);
-}
-
-static cached_weight *find(cuda_weight_cache *c, const void *key, int64_t numel, sd_dtype dtype)
-{
-    if (!c->cap) return NULL;
-    for (size_t i = hash(key, numel, dtype) & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
-        cached_weight *e = &c->slots[i];
-        if (!e->key) return NULL;
-        if (e->key == key && e->numel == numel && e->dtype == dtype) return e;
-    }
-}
-
-/* Stores e in the first free or removed slot of its chain; 1 when that slot
- * had never been used. */
-static int place(cached_weight *slots, size_t cap, const cached_weight *e)
-{
-    size_t i = hash(e->key, e->numel, e->dtype) & (cap - 1);
-    while (slots[i].key && slots[i].key != TOMBSTONE) i = (i + 1) & (cap - 1);
-    int fresh = !slots[i].key;
-    slots[i] = *e;
-    return fresh;
-}
-
-/* Room for one more entry: rehashes (dropping tombstones) at 3/4. */
-static int reserve(cuda_weight_cache *c)
-{
-    if ((c->used + 1) * 4 <= c->cap * 3) return 0;
-    size_t cap = c->cap ? c->cap : 256;
-    while ((c->live + 1) * 2 > cap) cap *= 2;
-    cached_weight *slots = calloc(cap, sizeof *slots);
-    if (!slots) return -1;
-    for (size_t i = 0; i < c->cap; i++)
-        if (c->slots[i].key && c->slots[i].key != TOMBSTONE) place(slots, cap, &c->slots[i]);
-    free(c->slots);
-    c->slots = slots;
-    c->cap = cap;
-    c->used = c->live;
-    return 0;
-}
+sd_weight_cache *cuda_weights_new(void) { return sd_weight_cache_new(free_device_copy); }
 
 /* Copies w's host bytes into dev as `want`: straight when the dtypes match,
  * else through the staging buffer and a conversion (fp8 widened on the host). */
@@ -122,28 +40,26 @@ static int upload(sd_backend *be, const sd_weight *w, sd_dtype want, void *dev)
 
 const void *cuda_weight(sd_backend *be, const sd_weight *w, sd_dtype want)
 {
-    cuda_weight_cache *c = cuda_of(be)->weights;
+    sd_weight_cache *c = cuda_of(be)->weights;
     int64_t n = sd_weight_numel(w);
-    cached_weight *hit = find(c, w->data, n, want);
-    if (hit) return hit->dev;
-    cached_weight e = {.key = w->data, .numel = n, .dtype = want, .bytes = (size_t)n * sd_dtype_size(want)};
-    if (reserve(c)) return sd_backend_fail(be, "weight cache: out of memory"), NULL;
-    if (cuda_fits(be, e.bytes, w->name ? w->name : "a weight")) return NULL;
-    if (cudaMalloc(&e.dev, e.bytes) != cudaSuccess) {
+    void *dev = sd_weight_cache_find(c, w->data, n, want);
+    if (dev) return dev;
+    size_t bytes = (size_t)n * sd_dtype_size(want);
+    if (sd_weight_cache_reserve(c)) return sd_backend_fail(be, "weight cache: out of memory"), NULL;
+    if (cuda_fits(be, bytes, w->name ? w->name : "a weight")) return NULL;
+    if (cudaMalloc(&dev, bytes) != cudaSuccess) {
         cudaGetLastError();
         sd_backend_fail(be, "out of memory for the device copy of %s (%.1f MB)", w->name ? w->name : "a weight",
-                        e.bytes / 1048576.0);
+                        bytes / 1048576.0);
         return NULL;
     }
-    if (upload(be, w, want, e.dev)) {
-        cudaFree(e.dev);
+    if (upload(be, w, want, dev)) {
+        cudaFree(dev);
         return NULL;
     }
-    c->used += place(c->slots, c->cap, &e);
-    c->live++;
-    c->bytes += e.bytes;
+    sd_weight_cache_add(c, w->data, (size_t)n * sd_dtype_size(w->dtype), n, want, dev, bytes);
     sd_backend_note_peak(be);
-    return e.dev;
+    return dev;
 }
 
 const void *cuda_weight_opt(sd_backend *be, const sd_weight *w, sd_dtype want, int *failed)
@@ -157,12 +73,6 @@ const void *cuda_weight_opt(sd_backend *be, const sd_weight *w, sd_dtype want, i
 void cuda_weights_forget(sd_backend *be, const void *data, size_t bytes)
 {
     cuda_state *st = cuda_of(be);
-    cuda_weight_cache *c = st->weights;
-    uintptr_t lo = (uintptr_t)data, hi = lo + bytes;
     cudaStreamSynchronize(st->stream); /* no queued op still reads a copy about to go */
-    for (size_t i = 0; i < c->cap; i++) {
-        cached_weight *e = &c->slots[i];
-        uintptr_t at = (uintptr_t)e->key;
-        if (e->key && e->key != TOMBSTONE && at >= lo && at < hi) release(c, e);
-    }
+    sd_weight_cache_forget(st->weights, data, bytes);
 }
